@@ -1,1 +1,22 @@
+//! profile-image: a gRPC service that stores, processes and serves users' profile
+//! pictures.
+//!
+//! Layout: `api` (gRPC translation) over `profiles` (domain logic), which uses
+//! `imaging` (decode/orient/crop/resize/encode), `store` (sled), `watch` (change
+//! events), `jobs` (background URL downloads) and `fetch` (the SSRF-safe HTTP client).
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod imaging;
+pub mod jobs;
+pub mod model;
 pub mod pb;
+pub mod profiles;
+pub mod server;
+pub mod store;
+pub mod watch;
+
+pub use config::Config;
+pub use server::serve;

@@ -1,0 +1,197 @@
+//! One `Config` for the whole service: defaults <- TOML file <- `PROFILE_IMAGE_*` env vars
+//! <- command-line flags. The service runs with none of them.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting of the service, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// Largest accepted image file (upload, inline or download).
+    pub max_upload_bytes: u64,
+    pub max_image_side: u32,
+    pub max_image_pixels: u64,
+    /// Upper bound on what one decoder may allocate.
+    pub max_decode_alloc_bytes: u64,
+    /// Rendition edges made when an image is set; Get snaps sizes up to these.
+    pub rendition_sizes: Vec<u32>,
+    /// Longest edge of the "full" (size 0) rendition.
+    pub full_max_edge: u32,
+    pub jpeg_quality: u8,
+    /// Concurrent decode/resize/encode jobs; defaults to the number of cores.
+    pub processing_threads: usize,
+    /// Operator-allowed destination ranges for URL downloads (normally blocked ones).
+    pub fetch_allow_cidrs: Vec<ipnet::IpNet>,
+    pub fetch_connect_timeout: Duration,
+    pub fetch_timeout: Duration,
+    pub download_concurrency: usize,
+    /// Attempts for a download that keeps failing transiently (first try included).
+    pub download_max_attempts: u32,
+    /// First retry delay; doubled on each further attempt.
+    pub download_retry_base: Duration,
+    /// Events kept in memory for WatchStatus resume (`after_sequence`).
+    pub watch_retention: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Text,
+            max_upload_bytes: 10 * 1024 * 1024,
+            max_image_side: 8192,
+            max_image_pixels: 50_000_000,
+            max_decode_alloc_bytes: 512 * 1024 * 1024,
+            rendition_sizes: vec![64, 128, 256, 512, 1024],
+            full_max_edge: 1024,
+            jpeg_quality: 85,
+            processing_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            fetch_allow_cidrs: Vec::new(),
+            fetch_connect_timeout: Duration::from_secs(3),
+            fetch_timeout: Duration::from_secs(15),
+            download_concurrency: 8,
+            download_max_attempts: 4,
+            download_retry_base: Duration::from_millis(500),
+            watch_retention: 10_000,
+        }
+    }
+}
+
+/// Settings as given by one source. The same struct is read from the TOML file (keys in
+/// snake_case) and from flags/env vars (`--max-upload-bytes`, `PROFILE_IMAGE_MAX_UPLOAD_BYTES`).
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "PROFILE_IMAGE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the sled database.
+    #[arg(long, env = "PROFILE_IMAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "PROFILE_IMAGE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest accepted image file, in bytes.
+    #[arg(long, env = "PROFILE_IMAGE_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Largest accepted width or height, in pixels.
+    #[arg(long, env = "PROFILE_IMAGE_MAX_IMAGE_SIDE")]
+    pub max_image_side: Option<u32>,
+    /// Largest accepted width x height.
+    #[arg(long, env = "PROFILE_IMAGE_MAX_IMAGE_PIXELS")]
+    pub max_image_pixels: Option<u64>,
+    /// Upper bound on one decoder's allocations, in bytes.
+    #[arg(long, env = "PROFILE_IMAGE_MAX_DECODE_ALLOC_BYTES")]
+    pub max_decode_alloc_bytes: Option<u64>,
+    /// Rendition edges in pixels, comma separated.
+    #[arg(long, env = "PROFILE_IMAGE_RENDITION_SIZES", value_delimiter = ',')]
+    pub rendition_sizes: Option<Vec<u32>>,
+    /// Longest edge of the full-size rendition.
+    #[arg(long, env = "PROFILE_IMAGE_FULL_MAX_EDGE")]
+    pub full_max_edge: Option<u32>,
+    /// JPEG quality, 1-100.
+    #[arg(long, env = "PROFILE_IMAGE_JPEG_QUALITY")]
+    pub jpeg_quality: Option<u8>,
+    /// Concurrent image-processing jobs.
+    #[arg(long, env = "PROFILE_IMAGE_PROCESSING_THREADS")]
+    pub processing_threads: Option<usize>,
+    /// Allow URL downloads from this range (repeatable), e.g. 127.0.0.0/8.
+    #[arg(long = "fetch-allow-cidr", env = "PROFILE_IMAGE_FETCH_ALLOW_CIDR", value_delimiter = ',')]
+    pub fetch_allow_cidr: Option<Vec<ipnet::IpNet>>,
+    /// Connect timeout of URL downloads, in milliseconds.
+    #[arg(long, env = "PROFILE_IMAGE_FETCH_CONNECT_TIMEOUT_MS")]
+    pub fetch_connect_timeout_ms: Option<u64>,
+    /// Whole-download timeout, in milliseconds.
+    #[arg(long, env = "PROFILE_IMAGE_FETCH_TIMEOUT_MS")]
+    pub fetch_timeout_ms: Option<u64>,
+    /// Downloads running at once.
+    #[arg(long, env = "PROFILE_IMAGE_DOWNLOAD_CONCURRENCY")]
+    pub download_concurrency: Option<usize>,
+    /// Attempts for a transiently failing download.
+    #[arg(long, env = "PROFILE_IMAGE_DOWNLOAD_MAX_ATTEMPTS")]
+    pub download_max_attempts: Option<u32>,
+    /// First retry delay of a download, in milliseconds.
+    #[arg(long, env = "PROFILE_IMAGE_DOWNLOAD_RETRY_BASE_MS")]
+    pub download_retry_base_ms: Option<u64>,
+    /// WatchStatus events kept for resume.
+    #[arg(long, env = "PROFILE_IMAGE_WATCH_RETENTION")]
+    pub watch_retention: Option<usize>,
+}
+
+impl Config {
+    /// Resolves the configuration: defaults, then `file` (if any), then `overrides`
+    /// (flags and env vars, already merged by clap).
+    pub fn resolve(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Config> {
+        let mut config = Config::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::internal(format!("cannot read config {}: {e}", path.display())))?;
+            let from_file: Overrides = toml::from_str(&text)
+                .map_err(|e| Error::internal(format!("invalid config {}: {e}", path.display())))?;
+            config.apply(from_file);
+        }
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: Overrides) {
+        fn set<T>(slot: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        set(&mut self.listen, o.listen);
+        set(&mut self.data_dir, o.data_dir);
+        set(&mut self.log_format, o.log_format);
+        set(&mut self.max_upload_bytes, o.max_upload_bytes);
+        set(&mut self.max_image_side, o.max_image_side);
+        set(&mut self.max_image_pixels, o.max_image_pixels);
+        set(&mut self.max_decode_alloc_bytes, o.max_decode_alloc_bytes);
+        set(&mut self.rendition_sizes, o.rendition_sizes);
+        set(&mut self.full_max_edge, o.full_max_edge);
+        set(&mut self.jpeg_quality, o.jpeg_quality);
+        set(&mut self.processing_threads, o.processing_threads);
+        set(&mut self.fetch_allow_cidrs, o.fetch_allow_cidr);
+        set(&mut self.fetch_connect_timeout, o.fetch_connect_timeout_ms.map(Duration::from_millis));
+        set(&mut self.fetch_timeout, o.fetch_timeout_ms.map(Duration::from_millis));
+        set(&mut self.download_concurrency, o.download_concurrency);
+        set(&mut self.download_max_attempts, o.download_max_attempts);
+        set(&mut self.download_retry_base, o.download_retry_base_ms.map(Duration::from_millis));
+        set(&mut self.watch_retention, o.watch_retention);
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        self.rendition_sizes.retain(|&s| s > 0);
+        self.rendition_sizes.sort_unstable();
+        self.rendition_sizes.dedup();
+        let problems = [
+            (self.rendition_sizes.is_empty(), "rendition_sizes must list at least one size"),
+            (self.full_max_edge == 0, "full_max_edge must be positive"),
+            (!(1..=100).contains(&self.jpeg_quality), "jpeg_quality must be 1-100"),
+            (self.processing_threads == 0, "processing_threads must be positive"),
+            (self.download_concurrency == 0, "download_concurrency must be positive"),
+            (self.download_max_attempts == 0, "download_max_attempts must be positive"),
+            (self.max_upload_bytes == 0, "max_upload_bytes must be positive"),
+        ];
+        match problems.iter().find(|(bad, _)| *bad) {
+            Some((_, message)) => Err(Error::internal(format!("invalid configuration: {message}"))),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The one domain error type, and its one mapping to `tonic::Status`.
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// Domain of the google.rpc ErrorInfo this service sends.
+pub const ERROR_DOMAIN: &str = "profileimage.v1";
+
+/// Machine-readable reasons carried by BadRequest field violations and `Failure.reason`.
+pub mod reason {
+    pub const VALIDATION_FAILURE: &str = "validation-failure";
+    pub const FIELD_MISSING: &str = "field-missing";
+    pub const FIELD_INVALID: &str = "field-invalid";
+    pub const FILE_TOO_LARGE: &str = "file-too-large";
+    pub const INVALID_FILE_FORMAT: &str = "invalid-file-format";
+    pub const CROP_OUT_OF_BOUNDS: &str = "crop-out-of-bounds";
+    pub const INVALID_URL: &str = "invalid-url";
+    pub const NOT_FOUND: &str = "not-found";
+    pub const VERSION_CONFLICT: &str = "version-conflict";
+    pub const IMAGE_NOT_READY: &str = "image-not-ready";
+    pub const SHUTTING_DOWN: &str = "shutting-down";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// One problem with one request field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub reason: &'static str,
+    pub description: String,
+}
+
+/// Everything that can go wrong in the service, as a client should see it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is invalid; nothing was changed.
+    #[error("invalid request: {}", describe(.0))]
+    Invalid(Vec<Violation>),
+    #[error("{0}")]
+    NotFound(String),
+    /// `expected_version` did not match; nothing was changed.
+    #[error("version conflict: expected {expected}, current is {current}")]
+    VersionConflict { expected: u64, current: u64 },
+    /// The call is valid but the state does not allow it (e.g. crop while downloading).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A bug or a storage failure. The detail is logged, never sent to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// A single-field validation error.
+    pub fn invalid(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
+        Error::Invalid(vec![Violation { field: field.into(), reason, description: description.into() }])
+    }
+
+    pub fn missing(field: &str) -> Self {
+        Error::invalid(field, reason::FIELD_MISSING, format!("{field} is required"))
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Error::Internal(detail.to_string())
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::internal(format!("storage: {e}"))
+    }
+}
+
+impl From<sled::transaction::TransactionError<Error>> for Error {
+    fn from(e: sled::transaction::TransactionError<Error>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(inner) => inner,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        let info = |reason: &str| {
+            ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new())
+        };
+        match error {
+            Error::Invalid(violations) => {
+                let message = format!("invalid request: {}", describe(&violations));
+                let mut details = info(reason::VALIDATION_FAILURE);
+                details.set_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| FieldViolation {
+                            reason: v.reason.to_string(),
+                            ..FieldViolation::new(v.field, v.description)
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                tonic::Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            Error::NotFound(message) => {
+                tonic::Status::with_error_details(Code::NotFound, message, info(reason::NOT_FOUND))
+            }
+            e @ Error::VersionConflict { .. } => tonic::Status::with_error_details(
+                Code::Aborted,
+                e.to_string(),
+                info(reason::VERSION_CONFLICT),
+            ),
+            Error::FailedPrecondition(message) => tonic::Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                info(reason::IMAGE_NOT_READY),
+            ),
+            e @ Error::ShuttingDown => {
+                tonic::Status::with_error_details(Code::Unavailable, e.to_string(), info(reason::SHUTTING_DOWN))
+            }
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                tonic::Status::with_error_details(
+                    Code::Internal,
+                    "internal error; the incident is logged",
+                    info(reason::INTERNAL),
+                )
+            }
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,517 @@
+//! The profile-image domain: reading, setting, cropping and deleting users' profile
+//! images and media. The gRPC layer translates to and from these calls.
+
+mod locks;
+mod processing;
+mod renditions;
+mod upload;
+mod view;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use processing::{Processor, imaging_error};
+pub use upload::UploadBuffer;
+pub use view::{MediaView, ProfileView, ServedImage, format_from_record, format_to_record};
+
+use crate::config::Config;
+use crate::error::{Error, Result, reason};
+use crate::imaging::{ImageFormat, Limits, Processed, RenditionSpec};
+use crate::model::{CropRequest, ExpectedVersion, ImageSource, OutputFormat, UserId, now_millis};
+use crate::store::records::{
+    self, MediaRecord, ProfileRecord, RenditionRecord, SOURCE_MEDIA, SOURCE_UPLOAD, STATUS_READY,
+};
+use crate::store::{StagedBlob, Store, Tx, TxResult, abort};
+use crate::watch::{EventKind, Hub};
+use locks::UserLocks;
+
+/// Largest page ListMedia returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Page size when the client gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// What Get asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRequest {
+    pub size: u32,
+    pub format: OutputFormat,
+    pub metadata_only: bool,
+}
+
+/// A new image from bytes the client sent.
+pub struct NewImage {
+    pub bytes: Arc<[u8]>,
+    /// The request field the bytes came in, for error reports.
+    pub field: &'static str,
+    pub crop: Option<CropRequest>,
+    pub expected: ExpectedVersion,
+}
+
+/// The profile-image service's domain logic. Cheap to clone.
+#[derive(Clone)]
+pub struct ProfileImages {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    processor: Processor,
+    locks: UserLocks,
+    events: Arc<Hub>,
+    rendition_sizes: Vec<u32>,
+    full_max_edge: u32,
+    max_upload_bytes: u64,
+}
+
+impl ProfileImages {
+    pub fn new(config: &Config, store: Store, events: Arc<Hub>) -> Self {
+        let limits = Limits {
+            max_bytes: config.max_upload_bytes,
+            max_side: config.max_image_side,
+            max_pixels: config.max_image_pixels,
+            max_alloc_bytes: config.max_decode_alloc_bytes,
+        };
+        let spec = RenditionSpec {
+            sizes: config.rendition_sizes.clone(),
+            full_max_edge: config.full_max_edge,
+            jpeg_quality: config.jpeg_quality,
+        };
+        ProfileImages {
+            inner: Arc::new(Inner {
+                store,
+                processor: Processor::new(config.processing_threads, limits, spec),
+                locks: UserLocks::new(),
+                events,
+                rendition_sizes: config.rendition_sizes.clone(),
+                full_max_edge: config.full_max_edge,
+                max_upload_bytes: config.max_upload_bytes,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn events(&self) -> &Arc<Hub> {
+        &self.inner.events
+    }
+
+    pub fn processor(&self) -> &Processor {
+        &self.inner.processor
+    }
+
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.inner.max_upload_bytes
+    }
+
+    /// A new upload buffer that enforces the size limit while bytes arrive.
+    pub fn upload_buffer(&self, declared_size: u64) -> Result<UploadBuffer> {
+        UploadBuffer::new(self.inner.max_upload_bytes, declared_size)
+    }
+
+    /// Reads the user's profile image, in the size and format asked for.
+    pub async fn get(&self, user: &UserId, request: ImageRequest) -> Result<ProfileView> {
+        let mut view = self.state(user)?.ok_or_else(|| no_image(user))?;
+        let target = renditions::target_edge(request.size, &self.inner.rendition_sizes, self.inner.full_max_edge);
+        let image = match &view.media {
+            Some(media) if view.record.status == STATUS_READY => self.rendition(media, target, request).await?,
+            _ => self.placeholder(user, target, request).await?,
+        };
+        view.image = Some(image);
+        Ok(view)
+    }
+
+    /// The user's current state with the full-size default rendition's metadata, or
+    /// None when the user has no image.
+    pub fn state(&self, user: &UserId) -> Result<Option<ProfileView>> {
+        let store = &self.inner.store;
+        let Some(record) = store.profile(user)? else { return Ok(None) };
+        let media = match record.media_id.as_str() {
+            "" => None,
+            id => store.media(id)?,
+        };
+        Ok(Some(self.view(user, record, media)))
+    }
+
+    fn view(&self, user: &UserId, record: ProfileRecord, media: Option<MediaRecord>) -> ProfileView {
+        let image = media
+            .as_ref()
+            .filter(|_| record.status == STATUS_READY)
+            .and_then(|m| renditions::pick_default(m, self.inner.full_max_edge))
+            .map(ServedImage::from_rendition);
+        ProfileView { user_id: user.clone(), record, media, image }
+    }
+
+    async fn rendition(&self, media: &MediaRecord, target: u32, request: ImageRequest) -> Result<ServedImage> {
+        let base = renditions::pick_default(media, target)
+            .ok_or_else(|| Error::internal(format!("media {} has no renditions", media.media_id)))?;
+        let wanted = match request.format {
+            OutputFormat::Default => base.format,
+            OutputFormat::Jpeg => records::FORMAT_JPEG,
+            OutputFormat::Png => records::FORMAT_PNG,
+            OutputFormat::Webp => records::FORMAT_WEBP,
+        };
+        let rendition = match renditions::find(media, base.edge, wanted) {
+            Some(found) => found.clone(),
+            None => self.add_rendition(media, base, wanted).await?,
+        };
+        let mut image = ServedImage::from_rendition(&rendition);
+        if !request.metadata_only {
+            image.data = Some(self.inner.store.blobs.read(&rendition.blob)?);
+        }
+        Ok(image)
+    }
+
+    /// Makes a rendition in a non-default format from the default one of the same edge
+    /// and keeps it, so the next Get for it is a pure read.
+    async fn add_rendition(&self, media: &MediaRecord, base: &RenditionRecord, format: i32) -> Result<RenditionRecord> {
+        let source = self.inner.store.blobs.read(&base.blob)?;
+        let encoded = self.inner.processor.transcode(source, format_from_record(format)).await?;
+        let staged = self.inner.store.blobs.stage(&encoded)?;
+        let rendition = RenditionRecord { edge: base.edge, format, blob: staged.blob().clone() };
+        let media_id = media.media_id.clone();
+        let added = rendition.clone();
+        // The media item may have been deleted or replaced meanwhile: then the rendition
+        // is served once and its blob cleaned up when `staged` drops.
+        self.inner.store.transact(|tx| {
+            let Some(current) = tx.media(&media_id)? else { return Ok(()) };
+            if renditions::find(&current, added.edge, added.format).is_some() {
+                return Ok(());
+            }
+            let mut updated = current.clone();
+            updated.renditions.push(added.clone());
+            tx.replace_media(&current, &updated)
+        })?;
+        drop(staged);
+        Ok(rendition)
+    }
+
+    async fn placeholder(&self, user: &UserId, target: u32, request: ImageRequest) -> Result<ServedImage> {
+        let format = match request.format {
+            OutputFormat::Default | OutputFormat::Jpeg => ImageFormat::Jpeg,
+            OutputFormat::Png => ImageFormat::Png,
+            OutputFormat::Webp => ImageFormat::Webp,
+        };
+        let bytes = self.inner.processor.placeholder(user.as_str().to_owned(), target, format).await?;
+        Ok(ServedImage {
+            format,
+            edge: target,
+            size_bytes: bytes.len() as u64,
+            etag: blake3::hash(&bytes).to_hex().to_string(),
+            data: (!request.metadata_only).then(|| Bytes::from(bytes)),
+            placeholder: true,
+        })
+    }
+
+    /// Sets the profile image from bytes the client sent (inline or uploaded).
+    pub async fn set_image(&self, user: &UserId, image: NewImage) -> Result<ProfileView> {
+        let processed = self.inner.processor.process(image.field, image.bytes.clone(), image.crop).await?;
+        let (media, _staged) = self.stage_media(user, &image.bytes, processed, ImageSource::Upload, "").await?;
+        self.activate_new_media(user, media, image.expected, EventKind::Set).await
+    }
+
+    /// Writes the blobs of a processed image and builds its (uncommitted) media record.
+    /// The blobs stay pinned until the returned guards drop.
+    pub async fn stage_media(
+        &self,
+        user: &UserId,
+        original: &Arc<[u8]>,
+        processed: Processed,
+        source: ImageSource,
+        source_url: &str,
+    ) -> Result<(MediaRecord, Vec<StagedBlob>)> {
+        let store = self.inner.store.clone();
+        let original = original.clone();
+        let user = user.clone();
+        let source_url = source_url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut staged = Vec::with_capacity(processed.renditions.len() + 1);
+            let original_blob = store.blobs.stage(&original)?;
+            let original_ref = original_blob.blob().clone();
+            staged.push(original_blob);
+            let mut renditions = Vec::with_capacity(processed.renditions.len());
+            for rendition in &processed.renditions {
+                let blob = store.blobs.stage(&rendition.bytes)?;
+                renditions.push(RenditionRecord {
+                    edge: rendition.edge,
+                    format: format_to_record(rendition.format),
+                    blob: blob.blob().clone(),
+                });
+                staged.push(blob);
+            }
+            let seq = store.next_id()?;
+            let crop = processed.crop;
+            let record = MediaRecord {
+                media_id: format!("m{seq:016x}"),
+                user_id: user.as_str().to_owned(),
+                seq,
+                width: processed.width,
+                height: processed.height,
+                source: source_to_record(source),
+                source_url,
+                create_time_ms: now_millis(),
+                crop_x: crop.x(),
+                crop_y: crop.y(),
+                crop_size: crop.size(),
+                has_alpha: processed.has_alpha,
+                original: original_ref,
+                renditions,
+            };
+            Ok((record, staged))
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+
+    /// Commits a new media item as the user's active image, as a new version.
+    pub async fn activate_new_media(
+        &self,
+        user: &UserId,
+        media: MediaRecord,
+        expected: ExpectedVersion,
+        kind: EventKind,
+    ) -> Result<ProfileView> {
+        self.commit(user, kind, |tx| {
+            expected.check(tx.version(user)?).or_else(abort)?;
+            tx.insert_media(user, &media)?;
+            let record = next_ready_profile(tx, user, &media, media.source)?;
+            Ok((record, Some(media.clone())))
+        })
+        .await
+    }
+
+    /// Makes one of the user's earlier media items active again, optionally re-cropped.
+    pub async fn set_media(
+        &self,
+        user: &UserId,
+        media_id: &str,
+        crop: Option<CropRequest>,
+        expected: ExpectedVersion,
+    ) -> Result<ProfileView> {
+        let media = self.owned_media(user, media_id, "media_id")?;
+        let recropped = match crop {
+            Some(crop) => Some(self.recrop(user, &media, crop).await?),
+            None => None,
+        };
+        self.commit(user, EventKind::Set, |tx| {
+            expected.check(tx.version(user)?).or_else(abort)?;
+            let Some(current) = tx.media(media_id)? else {
+                return abort(Error::NotFound(format!("media {media_id} not found")));
+            };
+            let active = match &recropped {
+                Some((updated, _)) => {
+                    tx.replace_media(&current, updated)?;
+                    updated.clone()
+                }
+                None => current,
+            };
+            let record = next_ready_profile(tx, user, &active, SOURCE_MEDIA)?;
+            Ok((record, Some(active)))
+        })
+        .await
+    }
+
+    /// Crops the stored original of the active image again, as a new version.
+    pub async fn crop(&self, user: &UserId, crop: CropRequest, expected: ExpectedVersion) -> Result<ProfileView> {
+        let state = self.state(user)?.ok_or_else(|| no_image(user))?;
+        let media = match state.media {
+            Some(media) if state.record.status == STATUS_READY => media,
+            _ => {
+                return Err(Error::FailedPrecondition(format!(
+                    "user {user} has no ready image to crop (a download is in progress or failed)"
+                )));
+            }
+        };
+        // Fail fast on a stale precondition before spending CPU on the image.
+        expected.check(state.record.version)?;
+        let (updated, _staged) = self.recrop(user, &media, crop).await?;
+        let media_id = media.media_id.clone();
+        self.commit(user, EventKind::Cropped, |tx| {
+            expected.check(tx.version(user)?).or_else(abort)?;
+            let Some(profile) = tx.profile(user)? else { return abort(no_image(user)) };
+            let Some(current) = tx.media(&media_id)? else { return abort(no_image(user)) };
+            if profile.media_id != media_id {
+                return abort(Error::VersionConflict { expected: state.record.version, current: profile.version });
+            }
+            tx.replace_media(&current, &updated)?;
+            let record = ProfileRecord { version: tx.bump_version(user)?, update_time_ms: now_millis(), ..profile };
+            tx.put_profile(user, &record)?;
+            Ok((record, Some(updated.clone())))
+        })
+        .await
+    }
+
+    /// Renders `media` again from its stored original with a new crop.
+    async fn recrop(&self, user: &UserId, media: &MediaRecord, crop: CropRequest) -> Result<(MediaRecord, Vec<StagedBlob>)> {
+        let original: Arc<[u8]> = self.inner.store.blobs.read(&media.original)?.to_vec().into();
+        let processed = self.inner.processor.process("crop", original.clone(), Some(crop)).await?;
+        let (fresh, staged) = self.stage_media(user, &original, processed, ImageSource::Upload, "").await?;
+        let updated = MediaRecord {
+            crop_x: fresh.crop_x,
+            crop_y: fresh.crop_y,
+            crop_size: fresh.crop_size,
+            renditions: fresh.renditions,
+            ..media.clone()
+        };
+        Ok((updated, staged))
+    }
+
+    /// Removes the active profile image; the media item stays.
+    pub async fn delete(&self, user: &UserId, expected: ExpectedVersion) -> Result<()> {
+        self.commit(user, EventKind::Deleted, |tx| {
+            expected.check(tx.version(user)?).or_else(abort)?;
+            if tx.profile(user)?.is_none() {
+                return abort(no_image(user));
+            }
+            tx.bump_version(user)?;
+            tx.remove_profile(user)?;
+            tx.remove_job(user)?;
+            Ok((ProfileRecord::default(), None))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes a media item and its bytes; if it is active, the profile image too.
+    pub async fn delete_media(&self, user: &UserId, media_id: &str) -> Result<()> {
+        let media = self.owned_media(user, media_id, "media_id")?;
+        let lock = self.inner.locks.lock(user).await;
+        let deleted_profile = self.inner.store.transact(|tx| {
+            let Some(current) = tx.media(media_id)? else {
+                return abort(Error::NotFound(format!("media {media_id} not found")));
+            };
+            tx.remove_media(user, &current)?;
+            let active = tx.profile(user)?.is_some_and(|p| p.media_id == media_id);
+            if active {
+                tx.bump_version(user)?;
+                tx.remove_profile(user)?;
+            }
+            Ok(active)
+        })?;
+        self.inner.store.flush().await?;
+        if deleted_profile {
+            self.inner.events.publish(EventKind::Deleted, user, None)?;
+        }
+        drop(lock);
+        drop(media);
+        self.release_unreferenced_blobs();
+        Ok(())
+    }
+
+    /// Deletes the bytes of blobs that changes released (a failure here only delays the
+    /// clean-up to the next write or start-up).
+    fn release_unreferenced_blobs(&self) {
+        if let Err(error) = self.inner.store.blobs.sweep() {
+            tracing::warn!(%error, "blob clean-up failed; it will be retried");
+        }
+    }
+
+    /// A page of the user's media, newest first. The page token is the position of the
+    /// last item returned.
+    pub fn list_media(&self, user: &UserId, page_size: u32, page_token: &str) -> Result<(Vec<MediaView>, String)> {
+        let limit = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        } as usize;
+        let after = match page_token {
+            "" => None,
+            token => Some(u64::from_str_radix(token, 16).map_err(|_| {
+                Error::invalid("page_token", reason::FIELD_INVALID, "page_token is not one this service returned")
+            })?),
+        };
+        let active_id = self.inner.store.profile(user)?.map(|p| p.media_id).unwrap_or_default();
+        let (records, more) = self.inner.store.list_media(user, after, limit)?;
+        let next = match (more, records.last()) {
+            (true, Some(last)) => format!("{:016x}", last.seq),
+            _ => String::new(),
+        };
+        let media = records
+            .into_iter()
+            .map(|record| MediaView {
+                active: !active_id.is_empty() && record.media_id == active_id,
+                full: renditions::pick_default(&record, self.inner.full_max_edge).map(ServedImage::from_rendition),
+                record,
+            })
+            .collect();
+        Ok((media, next))
+    }
+
+    fn owned_media(&self, user: &UserId, media_id: &str, field: &str) -> Result<MediaRecord> {
+        if media_id.is_empty() {
+            return Err(Error::missing(field));
+        }
+        match self.inner.store.media(media_id)? {
+            Some(media) if media.user_id == user.as_str() => Ok(media),
+            _ => Err(Error::NotFound(format!("media {media_id} not found for user {user}"))),
+        }
+    }
+
+    /// Runs a profile change: under the user's lock, one transaction, a flush, then the
+    /// event. `change` returns the new profile record (default = deleted) and its media.
+    pub async fn commit(
+        &self,
+        user: &UserId,
+        kind: EventKind,
+        change: impl Fn(&Tx<'_>) -> TxResult<(ProfileRecord, Option<MediaRecord>)>,
+    ) -> Result<ProfileView> {
+        let _lock = self.inner.locks.lock(user).await;
+        let (record, media) = self.inner.store.transact(change)?;
+        self.inner.store.flush().await?;
+        self.release_unreferenced_blobs();
+        let view = self.view(user, record, media);
+        let state = (kind != EventKind::Deleted).then(|| view.clone());
+        self.inner.events.publish(kind, user, state)?;
+        Ok(view)
+    }
+
+    /// Like `commit`, for changes that may decide to do nothing (returning None), such as
+    /// a download whose version was superseded.
+    pub async fn commit_if(
+        &self,
+        user: &UserId,
+        kind: EventKind,
+        change: impl Fn(&Tx<'_>) -> TxResult<Option<(ProfileRecord, Option<MediaRecord>)>>,
+    ) -> Result<Option<ProfileView>> {
+        let _lock = self.inner.locks.lock(user).await;
+        let Some((record, media)) = self.inner.store.transact(change)? else { return Ok(None) };
+        self.inner.store.flush().await?;
+        let view = self.view(user, record, media);
+        self.inner.events.publish(kind, user, Some(view.clone()))?;
+        Ok(Some(view))
+    }
+}
+
+/// The next READY profile record showing `media`, as a new version. Supersedes any
+/// download job of the user.
+fn next_ready_profile(tx: &Tx<'_>, user: &UserId, media: &MediaRecord, source: i32) -> TxResult<ProfileRecord> {
+    let previous = tx.profile(user)?;
+    let now = now_millis();
+    let record = ProfileRecord {
+        version: tx.bump_version(user)?,
+        status: STATUS_READY,
+        media_id: media.media_id.clone(),
+        source,
+        source_url: if source == records::SOURCE_URL { media.source_url.clone() } else { String::new() },
+        failure_reason: String::new(),
+        failure_message: String::new(),
+        create_time_ms: previous.map_or(now, |p| p.create_time_ms),
+        update_time_ms: now,
+    };
+    tx.put_profile(user, &record)?;
+    tx.remove_job(user)?;
+    Ok(record)
+}
+
+fn no_image(user: &UserId) -> Error {
+    Error::NotFound(format!("user {user} has no profile image"))
+}
+
+pub fn source_to_record(source: ImageSource) -> i32 {
+    match source {
+        ImageSource::Upload => SOURCE_UPLOAD,
+        ImageSource::Url => records::SOURCE_URL,
+        ImageSource::Media => SOURCE_MEDIA,
+    }
+}

@@ -1,0 +1,7 @@
+//! WatchStatus: profile change events, fanned out to watchers.
+
+mod hub;
+mod watcher;
+
+pub use hub::{Event, EventKind, Hub, Subscription};
+pub use watcher::{WatchRequest, spawn as spawn_watcher};

@@ -1,0 +1,251 @@
+//! Test harness: runs the real `profile-image` binary on 127.0.0.1:0 with a temporary
+//! data dir and talks to it through the generated client.
+
+#![allow(dead_code)]
+
+pub mod origin;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use profile_image::pb::profile_image_service_client::ProfileImageServiceClient;
+use profile_image::pb::{self, upload_profile_image_request::Payload};
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+pub type Client = ProfileImageServiceClient<Channel>;
+
+/// A file of the shared corpus.
+pub fn corpus(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(relative)
+}
+
+pub fn corpus_bytes(relative: &str) -> Vec<u8> {
+    std::fs::read(corpus(relative)).unwrap_or_else(|e| panic!("corpus file {relative}: {e}"))
+}
+
+/// A running server process.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts a server on a fresh temporary data dir.
+    pub async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(args: &[&str]) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self::spawn(&data_dir, args);
+        server._temp = Some(temp);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts a server on an existing data dir (restart tests).
+    pub async fn start_on(data_dir: &Path, args: &[&str]) -> Server {
+        let mut server = Self::spawn(data_dir, args);
+        server.wait_ready().await;
+        server
+    }
+
+    fn spawn(data_dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start profile-image");
+        let stderr = child.stderr.take().expect("stderr");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log_sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1)
+                    && let Ok(addr) = rest.trim().trim_matches('"').parse::<SocketAddr>()
+                {
+                    let _ = addr_tx.send(addr);
+                }
+                log_sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server did not log 'listening on ADDR'");
+        Server { child: Some(child), addr, data_dir: data_dir.to_owned(), _temp: None, logs }
+    }
+
+    async fn wait_ready(&mut self) {
+        for _ in 0..100 {
+            if self.try_client().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server at {} never accepted a connection", self.addr);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn try_client(&self) -> Result<Client, tonic::transport::Error> {
+        let channel = Channel::from_shared(self.url()).expect("url").connect().await?;
+        Ok(ProfileImageServiceClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
+    }
+
+    pub async fn client(&self) -> Client {
+        self.try_client().await.expect("connect to server")
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).expect("url").connect().await.expect("connect")
+    }
+
+    /// SIGTERM, then waits for the process; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("server did not exit within 10 s of SIGTERM");
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// SetProfileImage with an inline image.
+pub async fn set_inline(client: &mut Client, user: &str, data: Vec<u8>) -> Result<pb::ProfileImage, tonic::Status> {
+    set_inline_with(client, user, data, None, None).await
+}
+
+pub async fn set_inline_with(
+    client: &mut Client,
+    user: &str,
+    data: Vec<u8>,
+    crop: Option<pb::CropRect>,
+    expected_version: Option<u64>,
+) -> Result<pb::ProfileImage, tonic::Status> {
+    let request = pb::SetProfileImageRequest {
+        user_id: user.into(),
+        source: Some(pb::set_profile_image_request::Source::Image(pb::InlineImage {
+            content_type: "application/octet-stream".into(),
+            data: data.into(),
+        })),
+        crop,
+        expected_version,
+    };
+    Ok(client.set_profile_image(request).await?.into_inner().profile_image.expect("profile_image"))
+}
+
+/// UploadProfileImage in chunks of `chunk_size`.
+pub async fn upload(
+    client: &mut Client,
+    user: &str,
+    data: &[u8],
+    chunk_size: usize,
+    crop: Option<pb::CropRect>,
+) -> Result<pb::ProfileImage, tonic::Status> {
+    let mut messages = vec![pb::UploadProfileImageRequest {
+        payload: Some(Payload::Metadata(pb::UploadMetadata {
+            user_id: user.into(),
+            content_type: "image/jpeg".into(),
+            size_bytes: data.len() as u64,
+            crop,
+            expected_version: None,
+        })),
+    }];
+    messages.extend(data.chunks(chunk_size).map(|chunk| pb::UploadProfileImageRequest {
+        payload: Some(Payload::Chunk(chunk.to_vec().into())),
+    }));
+    let response = client.upload_profile_image(tokio_stream::iter(messages)).await?;
+    Ok(response.into_inner().profile_image.expect("profile_image"))
+}
+
+pub async fn get(client: &mut Client, user: &str, size: u32, format: pb::ImageFormat) -> Result<pb::ProfileImage, tonic::Status> {
+    let request = pb::GetProfileImageRequest { user_id: user.into(), size, format: format as i32, metadata_only: false };
+    Ok(client.get_profile_image(request).await?.into_inner().profile_image.expect("profile_image"))
+}
+
+/// Decodes served bytes, checking they are what `content_type` says.
+pub fn decode(image: &pb::ProfileImage) -> image::DynamicImage {
+    let format = match image.content_type.as_str() {
+        "image/jpeg" => image::ImageFormat::Jpeg,
+        "image/png" => image::ImageFormat::Png,
+        "image/webp" => image::ImageFormat::WebP,
+        other => panic!("unexpected content type {other}"),
+    };
+    assert_eq!(image::guess_format(&image.data).expect("recognisable bytes"), format, "bytes match content_type");
+    image::load_from_memory_with_format(&image.data, format).expect("served image decodes")
+}
+
+/// The BadRequest field violations (field, reason) and the ErrorInfo reason of a status.
+pub fn violations(status: &tonic::Status) -> (Option<String>, Vec<(String, String)>) {
+    let details = status.get_error_details();
+    let info = details.error_info().map(|i| i.reason.clone());
+    let fields = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| (v.field.clone(), v.reason.clone())).collect())
+        .unwrap_or_default();
+    (info, fields)
+}
+
+/// Asserts a validation failure with a violation of `reason` on `field`.
+pub fn assert_violation(status: &tonic::Status, field: &str, reason: &str) {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let (info, fields) = violations(status);
+    assert_eq!(info.as_deref(), Some("validation-failure"), "{status:?}");
+    assert!(
+        fields.iter().any(|(f, r)| f == field && r == reason),
+        "expected violation {field}/{reason}, got {fields:?}"
+    );
+}
+
+/// Health check for a service name ("" = the whole server).
+pub async fn health(server: &Server, service: &str) -> i32 {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    client
+        .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status
+}

@@ -1,0 +1,152 @@
+//! The image pipeline through the API: orientation, privacy, transparency, hostile files.
+
+mod common;
+
+use common::*;
+use image::GenericImageView;
+use profile_image::pb::{self, ImageFormat};
+use tonic::Code;
+
+/// Mean absolute difference of two equally sized images, per channel, 0-255.
+fn mean_difference(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
+    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    assert_eq!(a.dimensions(), b.dimensions());
+    let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
+    total as f64 / a.as_raw().len() as f64
+}
+
+#[tokio::test]
+async fn all_orientation_examples_come_out_upright() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    for shape in ["Landscape", "Portrait"] {
+        let mut reference = None;
+        for n in 0..=8 {
+            let user = format!("{shape}-{n}");
+            let set = set_inline(&mut client, &user, corpus_bytes(&format!("orientation/{shape}_{n}.jpg"))).await.unwrap();
+            let (w, h) = (set.original_width, set.original_height);
+            match shape {
+                "Landscape" => assert_eq!((w, h), (1800, 1200), "{user} upright dims"),
+                _ => assert_eq!((w, h), (1200, 1800), "{user} upright dims"),
+            }
+            let served = decode(&get(&mut client, &user, 64, ImageFormat::Png).await.unwrap());
+            match &reference {
+                None => reference = Some(served),
+                Some(reference) => {
+                    let diff = mean_difference(reference, &served);
+                    assert!(diff < 12.0, "{user} differs from {shape}_0 by {diff:.1}: not upright");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn nothing_served_carries_exif_or_gps() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    let original = corpus_bytes("camera/iphone_hdr_NO.jpg");
+    assert!(original.windows(4).any(|w| w == b"Exif"), "the test file has EXIF");
+    set_inline(&mut client, "tourist", original).await.unwrap();
+    for format in [ImageFormat::Unspecified, ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp] {
+        for size in [0, 64, 256, 1024] {
+            let got = get(&mut client, "tourist", size, format).await.unwrap();
+            for marker in [&b"Exif"[..], b"GPS", b"iPhone", b"Apple", b"http://ns.adobe.com/xap"] {
+                assert!(!got.data.windows(marker.len()).any(|w| w == marker), "{format:?} {size} carries {marker:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn transparency_is_kept_as_png() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    set_inline(&mut client, "astronaut", corpus_bytes("photos/astronaut_circle.png")).await.unwrap();
+    let got = get(&mut client, "astronaut", 256, ImageFormat::Unspecified).await.unwrap();
+    assert_eq!(got.content_type, "image/png");
+    let decoded = decode(&got);
+    assert_eq!(decoded.get_pixel(0, 0)[3], 0, "corner stays transparent");
+    assert_eq!(decoded.get_pixel(128, 128)[3], 255, "centre stays opaque");
+    let webp = decode(&get(&mut client, "astronaut", 256, ImageFormat::Webp).await.unwrap());
+    assert_eq!(webp.get_pixel(0, 0)[3], 0, "WebP keeps alpha too");
+    // An alpha channel with every pixel opaque is served as JPEG.
+    set_inline(&mut client, "logo", corpus_bytes("photos/logo.png")).await.unwrap();
+    let logo = get(&mut client, "logo", 0, ImageFormat::Unspecified).await.unwrap();
+    assert_eq!(logo.content_type, "image/jpeg");
+}
+
+#[tokio::test]
+async fn animated_gif_uses_its_first_frame() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    let set = set_inline(&mut client, "gif", corpus_bytes("photos/no_time_for_that_tiny.gif")).await.unwrap();
+    assert_eq!(set.status, pb::Status::Ready as i32);
+    let got = get(&mut client, "gif", 0, ImageFormat::Unspecified).await.unwrap();
+    decode(&got);
+}
+
+/// A PNG whose header declares `width` x `height` and that carries no pixel data.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A GIF whose logical screen and frame claim 65535 x 65535.
+fn huge_gif() -> Vec<u8> {
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x80, 0, 0]);
+    gif.extend_from_slice(&[0; 6]); // two-colour palette
+    gif.extend_from_slice(&[0x2c, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]);
+    gif.extend_from_slice(&[2, 2, 0x4c, 0x01, 0, 0x3b]);
+    gif
+}
+
+#[tokio::test]
+async fn hostile_files_get_clean_errors_and_the_server_keeps_serving() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    let jpeg = corpus_bytes("photos/rocket.jpg");
+    let random: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated jpeg", jpeg[..jpeg.len() / 3].to_vec(), "invalid-file-format"),
+        ("zero bytes", Vec::new(), "invalid-file-format"),
+        ("random bytes", random, "invalid-file-format"),
+        ("png 100000x100000", png_header(100_000, 100_000), "file-too-large"),
+        ("svg", br#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>"#.to_vec(), "invalid-file-format"),
+        ("html", b"<!DOCTYPE html><html><body>hi</body></html>".to_vec(), "invalid-file-format"),
+        ("gif with huge frames", huge_gif(), "file-too-large"),
+        ("tiff", b"II*\0\x08\0\0\0".to_vec(), "invalid-file-format"),
+        ("bmp", b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0".to_vec(), "invalid-file-format"),
+    ];
+    for (name, bytes, reason) in cases {
+        let status = set_inline(&mut client, "victim", bytes.clone()).await.unwrap_err();
+        if name == "truncated jpeg" && status.code() != Code::InvalidArgument {
+            panic!("{name}: {status:?}");
+        }
+        assert_violation(&status, "image.data", reason);
+        let status = upload(&mut client, "victim", &bytes, 4096, None).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{name} upload: {status:?}");
+    }
+    assert_eq!(get(&mut client, "victim", 0, ImageFormat::Unspecified).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(health(&server, "").await, 1, "still SERVING");
+    set_inline(&mut client, "victim", jpeg).await.expect("still processing real images");
+}
