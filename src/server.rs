@@ -1,6 +1,7 @@
 //! Assembles the gRPC server: the service, health, reflection, and graceful shutdown.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -14,6 +15,10 @@ use crate::pb::profile_image_service_server::ProfileImageServiceServer;
 use crate::profiles::ProfileImages;
 use crate::store::Store;
 use crate::watch::Hub;
+
+/// How long in-flight calls may take to finish after a shutdown signal before the
+/// server stops anyway (a client that never closes its connection must not hold it up).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Largest gRPC message accepted: an inline image at the default 10 MiB limit, with room.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -39,7 +44,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let address = listener.local_addr().map_err(Error::internal)?;
     tracing::info!("listening on {address}");
     let stopping = shutdown.clone();
-    let result = tonic::transport::Server::builder()
+    let serving = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1()?)
@@ -50,12 +55,23 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
             health.set_not_serving::<ProfileImageServiceServer<ProfileImageApi>>().await;
             health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-        })
-        .await;
+        });
+    let result = tokio::select! {
+        result = serving => result.map_err(Error::internal),
+        () = grace_expired(shutdown.clone()) => {
+            tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
+            Ok(())
+        }
+    };
     downloads.stopped().await;
     store.flush().await?;
     tracing::info!("stopped");
-    result.map_err(Error::internal)
+    result
+}
+
+async fn grace_expired(shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
 }
 
 fn reflection_v1() -> Result<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>> {

@@ -138,7 +138,7 @@ async fn hostile_files_get_clean_errors_and_the_server_keeps_serving() {
         ("bmp", b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0".to_vec(), "invalid-file-format"),
     ];
     for (name, bytes, reason) in cases {
-        let status = set_inline(&mut client, "victim", bytes.clone()).await.unwrap_err();
+        let status = set_inline(&mut client, "victim", bytes.clone()).await.expect_err(name);
         if name == "truncated jpeg" && status.code() != Code::InvalidArgument {
             panic!("{name}: {status:?}");
         }

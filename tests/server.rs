@@ -60,7 +60,7 @@ async fn acknowledged_writes_survive_a_clean_restart() {
     client.delete_profile_image(pb::DeleteProfileImageRequest { user_id: "bob".into(), expected_version: None }).await.unwrap();
     let before = get(&mut client, "alice", 128, ImageFormat::Unspecified).await.unwrap();
     drop(client);
-    assert_eq!(server.terminate(), Some(0), "SIGTERM exits 0");
+    assert_eq!(server.terminate().await, Some(0), "SIGTERM exits 0");
 
     let _keep_dir = server; // owns the temp dir
     let restarted = Server::start_on(&data_dir, &[]).await;
@@ -104,8 +104,8 @@ async fn sigterm_ends_open_streams_and_exits_zero() {
     let mut stream = client.watch_status(request).await.unwrap().into_inner();
     let snapshot = stream.next().await.unwrap().unwrap();
     assert_eq!(snapshot.r#type, pb::EventType::Snapshot as i32);
-    let exit = tokio::task::spawn_blocking(move || {
-        let code = server.terminate();
+    let exit = tokio::spawn(async move {
+        let code = server.terminate().await;
         (server, code)
     });
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {

@@ -116,14 +116,14 @@ impl Server {
     }
 
     /// SIGTERM, then waits for the process; returns its exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
+    pub async fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         for _ in 0..200 {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.code();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = child.kill();
         panic!("server did not exit within 10 s of SIGTERM");
