@@ -103,11 +103,25 @@ async fn after_sequence_replays_what_was_missed() {
     assert!(replay[0].sequence > seen.sequence && replay[1].sequence > replay[0].sequence);
     assert!(seen.sequence > snapshot.sequence);
 
-    // A sequence from before the retention window (or another process) gets a snapshot.
-    let mut stale = watch(&mut client, "xan", false, 1).await;
-    let fresh = next(&mut stale).await;
-    assert_eq!(kind(&fresh), pb::EventType::Snapshot);
-    assert_eq!(fresh.profile_image.map(|p| p.status), Some(pb::Status::Ready as i32));
+}
+
+#[tokio::test]
+async fn resuming_past_the_retention_window_gets_a_fresh_snapshot() {
+    let server = Server::start_with(&["--watch-retention", "2"]).await;
+    let mut client = server.client().await;
+    let mut first = watch(&mut client, "yan", false, 0).await;
+    next(&mut first).await;
+    set_inline(&mut client, "yan", corpus_bytes("photos/rocket.jpg")).await.unwrap();
+    let seen = next(&mut first).await;
+    drop(first);
+    for _ in 0..3 {
+        set_inline(&mut client, "yan", corpus_bytes("photos/astronaut.png")).await.unwrap();
+    }
+    let mut resumed = watch(&mut client, "yan", false, seen.sequence).await;
+    let fresh = next(&mut resumed).await;
+    assert_eq!(kind(&fresh), pb::EventType::Snapshot, "the missed events are gone");
+    let state = fresh.profile_image.expect("current state");
+    assert_eq!((state.version, state.status), (4, pb::Status::Ready as i32));
 }
 
 #[tokio::test]
