@@ -111,7 +111,11 @@ pub struct Overrides {
     #[arg(long, env = "PROFILE_IMAGE_PROCESSING_THREADS")]
     pub processing_threads: Option<usize>,
     /// Allow URL downloads from this range (repeatable), e.g. 127.0.0.0/8.
-    #[arg(long = "fetch-allow-cidr", env = "PROFILE_IMAGE_FETCH_ALLOW_CIDR", value_delimiter = ',')]
+    #[arg(
+        long = "fetch-allow-cidr",
+        env = "PROFILE_IMAGE_FETCH_ALLOW_CIDR",
+        value_delimiter = ','
+    )]
     pub fetch_allow_cidr: Option<Vec<ipnet::IpNet>>,
     /// Connect timeout of URL downloads, in milliseconds.
     #[arg(long, env = "PROFILE_IMAGE_FETCH_CONNECT_TIMEOUT_MS")]
@@ -139,8 +143,9 @@ impl Config {
     pub fn resolve(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Config> {
         let mut config = Config::default();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::internal(format!("cannot read config {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::internal(format!("cannot read config {}: {e}", path.display()))
+            })?;
             let from_file: Overrides = toml::from_str(&text)
                 .map_err(|e| Error::internal(format!("invalid config {}: {e}", path.display())))?;
             config.apply(from_file);
@@ -168,11 +173,20 @@ impl Config {
         set(&mut self.jpeg_quality, o.jpeg_quality);
         set(&mut self.processing_threads, o.processing_threads);
         set(&mut self.fetch_allow_cidrs, o.fetch_allow_cidr);
-        set(&mut self.fetch_connect_timeout, o.fetch_connect_timeout_ms.map(Duration::from_millis));
-        set(&mut self.fetch_timeout, o.fetch_timeout_ms.map(Duration::from_millis));
+        set(
+            &mut self.fetch_connect_timeout,
+            o.fetch_connect_timeout_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.fetch_timeout,
+            o.fetch_timeout_ms.map(Duration::from_millis),
+        );
         set(&mut self.download_concurrency, o.download_concurrency);
         set(&mut self.download_max_attempts, o.download_max_attempts);
-        set(&mut self.download_retry_base, o.download_retry_base_ms.map(Duration::from_millis));
+        set(
+            &mut self.download_retry_base,
+            o.download_retry_base_ms.map(Duration::from_millis),
+        );
         set(&mut self.watch_retention, o.watch_retention);
     }
 
@@ -181,13 +195,31 @@ impl Config {
         self.rendition_sizes.sort_unstable();
         self.rendition_sizes.dedup();
         let problems = [
-            (self.rendition_sizes.is_empty(), "rendition_sizes must list at least one size"),
+            (
+                self.rendition_sizes.is_empty(),
+                "rendition_sizes must list at least one size",
+            ),
             (self.full_max_edge == 0, "full_max_edge must be positive"),
-            (!(1..=100).contains(&self.jpeg_quality), "jpeg_quality must be 1-100"),
-            (self.processing_threads == 0, "processing_threads must be positive"),
-            (self.download_concurrency == 0, "download_concurrency must be positive"),
-            (self.download_max_attempts == 0, "download_max_attempts must be positive"),
-            (self.max_upload_bytes == 0, "max_upload_bytes must be positive"),
+            (
+                !(1..=100).contains(&self.jpeg_quality),
+                "jpeg_quality must be 1-100",
+            ),
+            (
+                self.processing_threads == 0,
+                "processing_threads must be positive",
+            ),
+            (
+                self.download_concurrency == 0,
+                "download_concurrency must be positive",
+            ),
+            (
+                self.download_max_attempts == 0,
+                "download_max_attempts must be positive",
+            ),
+            (
+                self.max_upload_bytes == 0,
+                "max_upload_bytes must be positive",
+            ),
         ];
         match problems.iter().find(|(bad, _)| *bad) {
             Some((_, message)) => Err(Error::internal(format!("invalid configuration: {message}"))),

@@ -61,8 +61,16 @@ fn describe(violations: &[Violation]) -> String {
 
 impl Error {
     /// A single-field validation error.
-    pub fn invalid(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
-        Error::Invalid(vec![Violation { field: field.into(), reason, description: description.into() }])
+    pub fn invalid(
+        field: impl Into<String>,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Error::Invalid(vec![Violation {
+            field: field.into(),
+            reason,
+            description: description.into(),
+        }])
     }
 
     pub fn missing(field: &str) -> Self {
@@ -122,9 +130,11 @@ impl From<Error> for tonic::Status {
                 message,
                 info(reason::IMAGE_NOT_READY),
             ),
-            e @ Error::ShuttingDown => {
-                tonic::Status::with_error_details(Code::Unavailable, e.to_string(), info(reason::SHUTTING_DOWN))
-            }
+            e @ Error::ShuttingDown => tonic::Status::with_error_details(
+                Code::Unavailable,
+                e.to_string(),
+                info(reason::SHUTTING_DOWN),
+            ),
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 tonic::Status::with_error_details(

@@ -8,7 +8,11 @@ use profile_image::config::{Config, LogFormat, Overrides};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "profile-image", version, about = "Stores, processes and serves users' profile pictures over gRPC")]
+#[command(
+    name = "profile-image",
+    version,
+    about = "Stores, processes and serves users' profile pictures over gRPC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

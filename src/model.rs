@@ -26,7 +26,11 @@ impl UserId {
             ));
         }
         if raw.chars().any(char::is_control) {
-            return Err(Error::invalid(field, reason::FIELD_INVALID, format!("{field} contains control characters")));
+            return Err(Error::invalid(
+                field,
+                reason::FIELD_INVALID,
+                format!("{field} contains control characters"),
+            ));
         }
         Ok(UserId(raw.to_owned()))
     }
@@ -96,7 +100,9 @@ pub struct ExpectedVersion(pub Option<u64>);
 impl ExpectedVersion {
     pub fn check(self, current: u64) -> Result<()> {
         match self.0 {
-            Some(expected) if expected != current => Err(Error::VersionConflict { expected, current }),
+            Some(expected) if expected != current => {
+                Err(Error::VersionConflict { expected, current })
+            }
             _ => Ok(()),
         }
     }

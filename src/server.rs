@@ -25,16 +25,26 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then stops accepting,
 /// ends open streams, lets in-flight calls finish, flushes the store and returns.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await.map_err(Error::internal)??;
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await
+        .map_err(Error::internal)??;
     let events = Arc::new(Hub::new(store.clone(), config.watch_retention)?);
     let profiles = ProfileImages::new(&config, store.clone(), events);
     let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone())?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ProfileImageServiceServer<ProfileImageApi>>().await;
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_serving::<ProfileImageServiceServer<ProfileImageApi>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
 
     let api = ProfileImageApi::new(profiles, Some(downloads.clone()), shutdown.clone());
     let service = ProfileImageServiceServer::new(api)
@@ -53,8 +63,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             stopping.cancelled().await;
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
-            health.set_not_serving::<ProfileImageServiceServer<ProfileImageApi>>().await;
-            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            health
+                .set_not_serving::<ProfileImageServiceServer<ProfileImageApi>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
         });
     let result = tokio::select! {
         result = serving => result.map_err(Error::internal),
@@ -74,17 +88,30 @@ async fn grace_expired(shutdown: CancellationToken) {
     tokio::time::sleep(SHUTDOWN_GRACE).await;
 }
 
-fn reflection_v1() -> Result<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>> {
-    descriptor_sets(tonic_reflection::server::Builder::configure()).build_v1().map_err(Error::internal)
+fn reflection_v1() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    descriptor_sets(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(Error::internal)
 }
 
-fn reflection_v1alpha()
--> Result<tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>> {
-    descriptor_sets(tonic_reflection::server::Builder::configure()).build_v1alpha().map_err(Error::internal)
+fn reflection_v1alpha() -> Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+> {
+    descriptor_sets(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(Error::internal)
 }
 
 /// Our contract, health, and google.rpc error details (so grpcurl can print them).
-fn descriptor_sets(builder: tonic_reflection::server::Builder<'_>) -> tonic_reflection::server::Builder<'_> {
+fn descriptor_sets(
+    builder: tonic_reflection::server::Builder<'_>,
+) -> tonic_reflection::server::Builder<'_> {
     builder
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

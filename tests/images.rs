@@ -11,7 +11,12 @@ use tonic::Code;
 fn mean_difference(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
     let (a, b) = (a.to_rgb8(), b.to_rgb8());
     assert_eq!(a.dimensions(), b.dimensions());
-    let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
+    let total: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
     total as f64 / a.as_raw().len() as f64
 }
 
@@ -23,7 +28,13 @@ async fn all_orientation_examples_come_out_upright() {
         let mut reference = None;
         for n in 0..=8 {
             let user = format!("{shape}-{n}");
-            let set = set_inline(&mut client, &user, corpus_bytes(&format!("orientation/{shape}_{n}.jpg"))).await.unwrap();
+            let set = set_inline(
+                &mut client,
+                &user,
+                corpus_bytes(&format!("orientation/{shape}_{n}.jpg")),
+            )
+            .await
+            .unwrap();
             let (w, h) = (set.original_width, set.original_height);
             match shape {
                 "Landscape" => assert_eq!((w, h), (1800, 1200), "{user} upright dims"),
@@ -34,7 +45,10 @@ async fn all_orientation_examples_come_out_upright() {
                 None => reference = Some(served),
                 Some(reference) => {
                     let diff = mean_difference(reference, &served);
-                    assert!(diff < 12.0, "{user} differs from {shape}_0 by {diff:.1}: not upright");
+                    assert!(
+                        diff < 12.0,
+                        "{user} differs from {shape}_0 by {diff:.1}: not upright"
+                    );
                 }
             }
         }
@@ -46,13 +60,30 @@ async fn nothing_served_carries_exif_or_gps() {
     let server = Server::start().await;
     let mut client = server.client().await;
     let original = corpus_bytes("camera/iphone_hdr_NO.jpg");
-    assert!(original.windows(4).any(|w| w == b"Exif"), "the test file has EXIF");
+    assert!(
+        original.windows(4).any(|w| w == b"Exif"),
+        "the test file has EXIF"
+    );
     set_inline(&mut client, "tourist", original).await.unwrap();
-    for format in [ImageFormat::Unspecified, ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp] {
+    for format in [
+        ImageFormat::Unspecified,
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::Webp,
+    ] {
         for size in [0, 64, 256, 1024] {
             let got = get(&mut client, "tourist", size, format).await.unwrap();
-            for marker in [&b"Exif"[..], b"GPS", b"iPhone", b"Apple", b"http://ns.adobe.com/xap"] {
-                assert!(!got.data.windows(marker.len()).any(|w| w == marker), "{format:?} {size} carries {marker:?}");
+            for marker in [
+                &b"Exif"[..],
+                b"GPS",
+                b"iPhone",
+                b"Apple",
+                b"http://ns.adobe.com/xap",
+            ] {
+                assert!(
+                    !got.data.windows(marker.len()).any(|w| w == marker),
+                    "{format:?} {size} carries {marker:?}"
+                );
             }
         }
     }
@@ -62,17 +93,33 @@ async fn nothing_served_carries_exif_or_gps() {
 async fn transparency_is_kept_as_png() {
     let server = Server::start().await;
     let mut client = server.client().await;
-    set_inline(&mut client, "astronaut", corpus_bytes("photos/astronaut_circle.png")).await.unwrap();
-    let got = get(&mut client, "astronaut", 256, ImageFormat::Unspecified).await.unwrap();
+    set_inline(
+        &mut client,
+        "astronaut",
+        corpus_bytes("photos/astronaut_circle.png"),
+    )
+    .await
+    .unwrap();
+    let got = get(&mut client, "astronaut", 256, ImageFormat::Unspecified)
+        .await
+        .unwrap();
     assert_eq!(got.content_type, "image/png");
     let decoded = decode(&got);
     assert_eq!(decoded.get_pixel(0, 0)[3], 0, "corner stays transparent");
     assert_eq!(decoded.get_pixel(128, 128)[3], 255, "centre stays opaque");
-    let webp = decode(&get(&mut client, "astronaut", 256, ImageFormat::Webp).await.unwrap());
+    let webp = decode(
+        &get(&mut client, "astronaut", 256, ImageFormat::Webp)
+            .await
+            .unwrap(),
+    );
     assert_eq!(webp.get_pixel(0, 0)[3], 0, "WebP keeps alpha too");
     // An alpha channel with every pixel opaque is served as JPEG.
-    set_inline(&mut client, "logo", corpus_bytes("photos/logo.png")).await.unwrap();
-    let logo = get(&mut client, "logo", 0, ImageFormat::Unspecified).await.unwrap();
+    set_inline(&mut client, "logo", corpus_bytes("photos/logo.png"))
+        .await
+        .unwrap();
+    let logo = get(&mut client, "logo", 0, ImageFormat::Unspecified)
+        .await
+        .unwrap();
     assert_eq!(logo.content_type, "image/jpeg");
 }
 
@@ -80,9 +127,17 @@ async fn transparency_is_kept_as_png() {
 async fn animated_gif_uses_its_first_frame() {
     let server = Server::start().await;
     let mut client = server.client().await;
-    let set = set_inline(&mut client, "gif", corpus_bytes("photos/no_time_for_that_tiny.gif")).await.unwrap();
+    let set = set_inline(
+        &mut client,
+        "gif",
+        corpus_bytes("photos/no_time_for_that_tiny.gif"),
+    )
+    .await
+    .unwrap();
     assert_eq!(set.status, pb::Status::Ready as i32);
-    let got = get(&mut client, "gif", 0, ImageFormat::Unspecified).await.unwrap();
+    let got = get(&mut client, "gif", 0, ImageFormat::Unspecified)
+        .await
+        .unwrap();
     decode(&got);
 }
 
@@ -104,7 +159,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &byte in bytes {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -125,28 +184,66 @@ async fn hostile_files_get_clean_errors_and_the_server_keeps_serving() {
     let server = Server::start().await;
     let mut client = server.client().await;
     let jpeg = corpus_bytes("photos/rocket.jpg");
-    let random: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let random: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated jpeg", jpeg[..jpeg.len() / 3].to_vec(), "invalid-file-format"),
+        (
+            "truncated jpeg",
+            jpeg[..jpeg.len() / 3].to_vec(),
+            "invalid-file-format",
+        ),
         ("zero bytes", Vec::new(), "invalid-file-format"),
         ("random bytes", random, "invalid-file-format"),
-        ("png 100000x100000", png_header(100_000, 100_000), "file-too-large"),
-        ("svg", br#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>"#.to_vec(), "invalid-file-format"),
-        ("html", b"<!DOCTYPE html><html><body>hi</body></html>".to_vec(), "invalid-file-format"),
+        (
+            "png 100000x100000",
+            png_header(100_000, 100_000),
+            "file-too-large",
+        ),
+        (
+            "svg",
+            br#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>"#.to_vec(),
+            "invalid-file-format",
+        ),
+        (
+            "html",
+            b"<!DOCTYPE html><html><body>hi</body></html>".to_vec(),
+            "invalid-file-format",
+        ),
         ("gif with huge frames", huge_gif(), "file-too-large"),
         ("tiff", b"II*\0\x08\0\0\0".to_vec(), "invalid-file-format"),
-        ("bmp", b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0".to_vec(), "invalid-file-format"),
+        (
+            "bmp",
+            b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0".to_vec(),
+            "invalid-file-format",
+        ),
     ];
     for (name, bytes, reason) in cases {
-        let status = set_inline(&mut client, "victim", bytes.clone()).await.expect_err(name);
+        let status = set_inline(&mut client, "victim", bytes.clone())
+            .await
+            .expect_err(name);
         if name == "truncated jpeg" && status.code() != Code::InvalidArgument {
             panic!("{name}: {status:?}");
         }
         assert_violation(&status, "image.data", reason);
-        let status = upload(&mut client, "victim", &bytes, 4096, None).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{name} upload: {status:?}");
+        let status = upload(&mut client, "victim", &bytes, 4096, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{name} upload: {status:?}"
+        );
     }
-    assert_eq!(get(&mut client, "victim", 0, ImageFormat::Unspecified).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        get(&mut client, "victim", 0, ImageFormat::Unspecified)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
     assert_eq!(health(&server, "").await, 1, "still SERVING");
-    set_inline(&mut client, "victim", jpeg).await.expect("still processing real images");
+    set_inline(&mut client, "victim", jpeg)
+        .await
+        .expect("still processing real images");
 }

@@ -12,36 +12,61 @@ const SERVING: i32 = 1;
 async fn health_reports_serving_for_the_server_and_the_service() {
     let server = Server::start().await;
     assert_eq!(health(&server, "").await, SERVING);
-    assert_eq!(health(&server, "profileimage.v1.ProfileImageService").await, SERVING);
+    assert_eq!(
+        health(&server, "profileimage.v1.ProfileImageService").await,
+        SERVING
+    );
 }
 
 #[tokio::test]
 async fn reflection_lists_the_services_in_both_versions() {
     use tonic_reflection::pb::{v1, v1alpha};
     let server = Server::start().await;
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
     let request = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
     };
-    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
     let response = responses.next().await.unwrap().unwrap();
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) = response.message_response else {
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
         panic!("unexpected reflection answer");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["profileimage.v1.ProfileImageService", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    for expected in [
+        "profileimage.v1.ProfileImageService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 
-    let mut alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut alpha =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
     let request = v1alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
-            "profileimage.v1.ProfileImageService".into(),
-        )),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "profileimage.v1.ProfileImageService".into(),
+            ),
+        ),
     };
-    let mut responses = alpha.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let mut responses = alpha
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
     let response = responses.next().await.unwrap().unwrap();
     assert!(matches!(
         response.message_response,
@@ -54,25 +79,71 @@ async fn acknowledged_writes_survive_a_clean_restart() {
     let mut server = Server::start().await;
     let data_dir = server.data_dir.clone();
     let mut client = server.client().await;
-    let rocket = set_inline(&mut client, "alice", corpus_bytes("photos/rocket.jpg")).await.unwrap();
-    let astronaut = set_inline(&mut client, "alice", corpus_bytes("photos/astronaut.png")).await.unwrap();
-    set_inline(&mut client, "bob", corpus_bytes("photos/chelsea.png")).await.unwrap();
-    client.delete_profile_image(pb::DeleteProfileImageRequest { user_id: "bob".into(), expected_version: None }).await.unwrap();
-    let before = get(&mut client, "alice", 128, ImageFormat::Unspecified).await.unwrap();
+    let rocket = set_inline(&mut client, "alice", corpus_bytes("photos/rocket.jpg"))
+        .await
+        .unwrap();
+    let astronaut = set_inline(&mut client, "alice", corpus_bytes("photos/astronaut.png"))
+        .await
+        .unwrap();
+    set_inline(&mut client, "bob", corpus_bytes("photos/chelsea.png"))
+        .await
+        .unwrap();
+    client
+        .delete_profile_image(pb::DeleteProfileImageRequest {
+            user_id: "bob".into(),
+            expected_version: None,
+        })
+        .await
+        .unwrap();
+    let before = get(&mut client, "alice", 128, ImageFormat::Unspecified)
+        .await
+        .unwrap();
     drop(client);
     assert_eq!(server.terminate().await, Some(0), "SIGTERM exits 0");
 
     let _keep_dir = server; // owns the temp dir
     let restarted = Server::start_on(&data_dir, &[]).await;
     let mut client = restarted.client().await;
-    let after = get(&mut client, "alice", 128, ImageFormat::Unspecified).await.unwrap();
-    assert_eq!((after.version, &after.media_id, &after.etag, &after.data), (astronaut.version, &before.media_id, &before.etag, &before.data));
-    let listed = client.list_media(pb::ListMediaRequest { user_id: "alice".into(), ..Default::default() }).await.unwrap();
-    let ids: Vec<_> = listed.into_inner().media.into_iter().map(|m| m.media_id).collect();
+    let after = get(&mut client, "alice", 128, ImageFormat::Unspecified)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.version, &after.media_id, &after.etag, &after.data),
+        (
+            astronaut.version,
+            &before.media_id,
+            &before.etag,
+            &before.data
+        )
+    );
+    let listed = client
+        .list_media(pb::ListMediaRequest {
+            user_id: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = listed
+        .into_inner()
+        .media
+        .into_iter()
+        .map(|m| m.media_id)
+        .collect();
     assert_eq!(ids, [astronaut.media_id, rocket.media_id]);
-    assert_eq!(get(&mut client, "bob", 0, ImageFormat::Unspecified).await.unwrap_err().code(), tonic::Code::NotFound);
-    let next = set_inline(&mut client, "bob", corpus_bytes("photos/rocket.jpg")).await.unwrap();
-    assert_eq!(next.version, 3, "versions continue after a restart, never reused");
+    assert_eq!(
+        get(&mut client, "bob", 0, ImageFormat::Unspecified)
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::NotFound
+    );
+    let next = set_inline(&mut client, "bob", corpus_bytes("photos/rocket.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.version, 3,
+        "versions continue after a restart, never reused"
+    );
 }
 
 #[tokio::test]
@@ -81,18 +152,36 @@ async fn acknowledged_writes_survive_kill_9() {
     let data_dir = server.data_dir.clone();
     let mut client = server.client().await;
     let mut acknowledged = Vec::new();
-    for (i, file) in ["photos/rocket.jpg", "photos/coffee.png", "photos/astronaut_circle.png"].iter().enumerate() {
+    for (i, file) in [
+        "photos/rocket.jpg",
+        "photos/coffee.png",
+        "photos/astronaut_circle.png",
+    ]
+    .iter()
+    .enumerate()
+    {
         let user = format!("crash-{i}");
-        acknowledged.push((user.clone(), set_inline(&mut client, &user, corpus_bytes(file)).await.unwrap()));
+        acknowledged.push((
+            user.clone(),
+            set_inline(&mut client, &user, corpus_bytes(file))
+                .await
+                .unwrap(),
+        ));
     }
     server.kill();
 
     let restarted = Server::start_on(&data_dir, &[]).await;
     let mut client = restarted.client().await;
     for (user, set) in acknowledged {
-        let got = get(&mut client, &user, 0, ImageFormat::Unspecified).await.unwrap();
+        let got = get(&mut client, &user, 0, ImageFormat::Unspecified)
+            .await
+            .unwrap();
         decode(&got);
-        assert_eq!((got.version, got.media_id, got.etag), (set.version, set.media_id, set.etag), "{user}");
+        assert_eq!(
+            (got.version, got.media_id, got.etag),
+            (set.version, set.media_id, set.etag),
+            "{user}"
+        );
     }
 }
 
@@ -100,7 +189,11 @@ async fn acknowledged_writes_survive_kill_9() {
 async fn sigterm_ends_open_streams_and_exits_zero() {
     let mut server = Server::start().await;
     let mut client = server.client().await;
-    let request = pb::WatchStatusRequest { user_id: "watched".into(), until_complete: false, after_sequence: 0 };
+    let request = pb::WatchStatusRequest {
+        user_id: "watched".into(),
+        until_complete: false,
+        after_sequence: 0,
+    };
     let mut stream = client.watch_status(request).await.unwrap().into_inner();
     let snapshot = stream.next().await.unwrap().unwrap();
     assert_eq!(snapshot.r#type, pb::EventType::Snapshot as i32);

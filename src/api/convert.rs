@@ -14,7 +14,11 @@ pub fn user_id(raw: &str) -> Result<UserId> {
 }
 
 pub fn crop(crop: Option<pb::CropRect>) -> Option<CropRequest> {
-    crop.map(|c| CropRequest { x: c.x, y: c.y, size: c.size })
+    crop.map(|c| CropRequest {
+        x: c.x,
+        y: c.y,
+        size: c.size,
+    })
 }
 
 pub fn expected(version: Option<u64>) -> ExpectedVersion {
@@ -36,7 +40,12 @@ pub fn output_format(raw: i32) -> Result<OutputFormat> {
 }
 
 pub fn profile_image(view: ProfileView) -> pb::ProfileImage {
-    let ProfileView { user_id, record, media, image } = view;
+    let ProfileView {
+        user_id,
+        record,
+        media,
+        image,
+    } = view;
     let mut out = pb::ProfileImage {
         user_id: user_id.as_str().to_owned(),
         media_id: record.media_id.clone(),
@@ -71,17 +80,29 @@ fn fill_image(out: &mut pb::ProfileImage, image: ServedImage) {
 }
 
 fn failure(record: &ProfileRecord) -> Option<pb::Failure> {
-    (!record.failure_reason.is_empty())
-        .then(|| pb::Failure { reason: record.failure_reason.clone(), message: record.failure_message.clone() })
+    (!record.failure_reason.is_empty()).then(|| pb::Failure {
+        reason: record.failure_reason.clone(),
+        message: record.failure_message.clone(),
+    })
 }
 
 fn crop_rect(media: &MediaRecord) -> pb::CropRect {
-    pb::CropRect { x: media.crop_x, y: media.crop_y, size: media.crop_size }
+    pb::CropRect {
+        x: media.crop_x,
+        y: media.crop_y,
+        size: media.crop_size,
+    }
 }
 
 pub fn media(view: MediaView) -> pb::Media {
-    let MediaView { record, active, full } = view;
-    let (content_type, etag) = full.map_or_else(Default::default, |f| (f.format.content_type().to_owned(), f.etag));
+    let MediaView {
+        record,
+        active,
+        full,
+    } = view;
+    let (content_type, etag) = full.map_or_else(Default::default, |f| {
+        (f.format.content_type().to_owned(), f.etag)
+    });
     pb::Media {
         media_id: record.media_id.clone(),
         user_id: record.user_id.clone(),

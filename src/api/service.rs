@@ -20,8 +20,16 @@ pub struct ProfileImageApi {
 }
 
 impl ProfileImageApi {
-    pub fn new(profiles: ProfileImages, downloads: Option<crate::jobs::Downloads>, shutdown: CancellationToken) -> Self {
-        ProfileImageApi { profiles, downloads, shutdown }
+    pub fn new(
+        profiles: ProfileImages,
+        downloads: Option<crate::jobs::Downloads>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        ProfileImageApi {
+            profiles,
+            downloads,
+            shutdown,
+        }
     }
 }
 
@@ -41,7 +49,9 @@ impl ProfileImageService for ProfileImageApi {
             metadata_only: request.metadata_only,
         };
         let view = self.profiles.get(&user, wanted).await?;
-        Ok(Response::new(pb::GetProfileImageResponse { profile_image: Some(convert::profile_image(view)) }))
+        Ok(Response::new(pb::GetProfileImageResponse {
+            profile_image: Some(convert::profile_image(view)),
+        }))
     }
 
     async fn set_profile_image(
@@ -56,17 +66,32 @@ impl ProfileImageService for ProfileImageApi {
         let view = match request.source {
             Some(Source::Image(image)) => {
                 let bytes = image.data.to_vec().into();
-                let image = NewImage { bytes, field: "image.data", crop, expected };
+                let image = NewImage {
+                    bytes,
+                    field: "image.data",
+                    crop,
+                    expected,
+                };
                 self.profiles.set_image(&user, image).await?
             }
-            Some(Source::MediaId(media_id)) => self.profiles.set_media(&user, &media_id, crop, expected).await?,
+            Some(Source::MediaId(media_id)) => {
+                self.profiles
+                    .set_media(&user, &media_id, crop, expected)
+                    .await?
+            }
             Some(Source::Url(url)) => match &self.downloads {
                 Some(downloads) => downloads.start(&user, &url, crop, expected).await?,
-                None => return Err(Error::FailedPrecondition("URL downloads are disabled".into()).into()),
+                None => {
+                    return Err(
+                        Error::FailedPrecondition("URL downloads are disabled".into()).into(),
+                    );
+                }
             },
             None => return Err(Error::missing("source").into()),
         };
-        Ok(Response::new(pb::SetProfileImageResponse { profile_image: Some(convert::profile_image(view)) }))
+        Ok(Response::new(pb::SetProfileImageResponse {
+            profile_image: Some(convert::profile_image(view)),
+        }))
     }
 
     async fn upload_profile_image(
@@ -76,7 +101,9 @@ impl ProfileImageService for ProfileImageApi {
         use pb::upload_profile_image_request::Payload;
         let mut stream = request.into_inner();
         let metadata = match stream.message().await? {
-            Some(pb::UploadProfileImageRequest { payload: Some(Payload::Metadata(metadata)) }) => metadata,
+            Some(pb::UploadProfileImageRequest {
+                payload: Some(Payload::Metadata(metadata)),
+            }) => metadata,
             _ => return Err(Error::missing("metadata").into()),
         };
         let user = convert::user_id(&metadata.user_id)?;
@@ -104,7 +131,9 @@ impl ProfileImageService for ProfileImageApi {
             expected: convert::expected(metadata.expected_version),
         };
         let view = self.profiles.set_image(&user, image).await?;
-        Ok(Response::new(pb::UploadProfileImageResponse { profile_image: Some(convert::profile_image(view)) }))
+        Ok(Response::new(pb::UploadProfileImageResponse {
+            profile_image: Some(convert::profile_image(view)),
+        }))
     }
 
     async fn crop_profile_image(
@@ -114,8 +143,13 @@ impl ProfileImageService for ProfileImageApi {
         let request = request.into_inner();
         let user = convert::user_id(&request.user_id)?;
         let crop = convert::crop(request.crop).ok_or_else(|| Error::missing("crop"))?;
-        let view = self.profiles.crop(&user, crop, convert::expected(request.expected_version)).await?;
-        Ok(Response::new(pb::CropProfileImageResponse { profile_image: Some(convert::profile_image(view)) }))
+        let view = self
+            .profiles
+            .crop(&user, crop, convert::expected(request.expected_version))
+            .await?;
+        Ok(Response::new(pb::CropProfileImageResponse {
+            profile_image: Some(convert::profile_image(view)),
+        }))
     }
 
     async fn delete_profile_image(
@@ -124,15 +158,25 @@ impl ProfileImageService for ProfileImageApi {
     ) -> Result<Response<pb::DeleteProfileImageResponse>, Status> {
         let request = request.into_inner();
         let user = convert::user_id(&request.user_id)?;
-        self.profiles.delete(&user, convert::expected(request.expected_version)).await?;
+        self.profiles
+            .delete(&user, convert::expected(request.expected_version))
+            .await?;
         Ok(Response::new(pb::DeleteProfileImageResponse {}))
     }
 
-    async fn list_media(&self, request: Request<pb::ListMediaRequest>) -> Result<Response<pb::ListMediaResponse>, Status> {
+    async fn list_media(
+        &self,
+        request: Request<pb::ListMediaRequest>,
+    ) -> Result<Response<pb::ListMediaResponse>, Status> {
         let request = request.into_inner();
         let user = convert::user_id(&request.user_id)?;
-        let (media, next_page_token) = self.profiles.list_media(&user, request.page_size, &request.page_token)?;
-        Ok(Response::new(pb::ListMediaResponse { media: media.into_iter().map(convert::media).collect(), next_page_token }))
+        let (media, next_page_token) =
+            self.profiles
+                .list_media(&user, request.page_size, &request.page_token)?;
+        Ok(Response::new(pb::ListMediaResponse {
+            media: media.into_iter().map(convert::media).collect(),
+            next_page_token,
+        }))
     }
 
     async fn delete_media(
@@ -161,7 +205,8 @@ impl ProfileImageService for ProfileImageApi {
             until_complete: request.until_complete,
             after_sequence: (request.after_sequence > 0).then_some(request.after_sequence),
         };
-        let events = watch::spawn_watcher(self.profiles.clone(), watch_request, self.shutdown.clone())?;
+        let events =
+            watch::spawn_watcher(self.profiles.clone(), watch_request, self.shutdown.clone())?;
         let stream = ReceiverStream::new(events).map(|event| Ok(convert::watch_event(&event)));
         Ok(Response::new(Box::pin(stream)))
     }

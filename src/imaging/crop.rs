@@ -11,12 +11,15 @@ pub struct CropRect {
 
 impl CropRect {
     /// Validates a user-requested square against an image of `width`x`height`.
-    pub fn within(x: u32, y: u32, size: u32, width: u32, height: u32) -> Result<Self, ImagingError> {
-        let fits = |start: u32, extent: u32| {
-            start
-                .checked_add(size)
-                .is_some_and(|end| end <= extent)
-        };
+    pub fn within(
+        x: u32,
+        y: u32,
+        size: u32,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, ImagingError> {
+        let fits =
+            |start: u32, extent: u32| start.checked_add(size).is_some_and(|end| end <= extent);
         if size == 0 || !fits(x, width) || !fits(y, height) {
             return Err(ImagingError::CropOutOfBounds { width, height });
         }

@@ -6,10 +6,10 @@ use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::DynamicImage;
+use image::ImageDecoder;
 use image::codecs::gif::GifDecoder;
 use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
-use image::ImageDecoder;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
@@ -28,7 +28,9 @@ pub(crate) struct Decoded {
 
 /// Decoders are large bodies of parsing code fed with hostile bytes; a panic
 /// in any of them must become an ordinary rejection of that one upload.
-pub(crate) fn guarded<T>(work: impl FnOnce() -> Result<T, ImagingError>) -> Result<T, ImagingError> {
+pub(crate) fn guarded<T>(
+    work: impl FnOnce() -> Result<T, ImagingError>,
+) -> Result<T, ImagingError> {
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| Err(ImagingError::corrupt()))
 }
 
@@ -84,11 +86,18 @@ fn decode_jpeg(
 /// jpeg-decoder can run a reduced-size IDCT (1/2, 1/4, 1/8), which for a
 /// 12 MP photo saves most of the IDCT, upsampling and colour-conversion work
 /// and three quarters (or more) of the output memory.
-fn decode_jpeg_scaled(bytes: &[u8], header: &Header, scale: u32, limits: &Limits) -> Option<Raster> {
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    header: &Header,
+    scale: u32,
+    limits: &Limits,
+) -> Option<Raster> {
     use jpeg_decoder::PixelFormat;
 
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX));
+    decoder.set_max_decoding_buffer_size(
+        usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
+    );
     decoder.read_info().ok()?;
     let info = decoder.info()?;
     if !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8)
@@ -146,7 +155,10 @@ pub(crate) fn decode_with_image(
     format: SourceFormat,
     limits: &Limits,
 ) -> Result<DynamicImage, ImagingError> {
-    fn finish(mut decoder: impl ImageDecoder, limits: &Limits) -> Result<DynamicImage, ImagingError> {
+    fn finish(
+        mut decoder: impl ImageDecoder,
+        limits: &Limits,
+    ) -> Result<DynamicImage, ImagingError> {
         decoder
             .set_limits(limits.image_limits())
             .map_err(ImagingError::from_image)?;

@@ -68,7 +68,11 @@ pub(crate) fn read(
     })
 }
 
-pub(crate) fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), ImagingError> {
+pub(crate) fn check_dimensions(
+    width: u32,
+    height: u32,
+    limits: &Limits,
+) -> Result<(), ImagingError> {
     if width == 0 || height == 0 {
         return Err(ImagingError::InvalidFormat(
             "the image has no pixels".to_owned(),
@@ -235,7 +239,13 @@ fn webp_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImagingError> {
             if bytes.get(20) != Some(&0x2F) {
                 return Err(truncated());
             }
-            let packed = u32::from_le_bytes(bytes.get(21..25).ok_or_else(truncated)?.try_into().map_err(|_| truncated())?);
+            let packed = u32::from_le_bytes(
+                bytes
+                    .get(21..25)
+                    .ok_or_else(truncated)?
+                    .try_into()
+                    .map_err(|_| truncated())?,
+            );
             Ok(((packed & 0x3FFF) + 1, ((packed >> 14) & 0x3FFF) + 1))
         }
         b"VP8X" => {

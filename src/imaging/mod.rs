@@ -158,7 +158,9 @@ pub struct Rendition {
 
 fn check_input_size(bytes: &[u8], limits: &Limits) -> Result<SourceFormat, ImagingError> {
     if bytes.is_empty() {
-        return Err(ImagingError::InvalidFormat("the upload is empty".to_owned()));
+        return Err(ImagingError::InvalidFormat(
+            "the upload is empty".to_owned(),
+        ));
     }
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limits.max_bytes {
         return Err(ImagingError::TooLarge(format!(
@@ -203,14 +205,16 @@ fn run_pipeline(
     spec: &RenditionSpec,
 ) -> Result<Processed, ImagingError> {
     let header = header::read(bytes, format, limits)?;
-    let (width, height) = orient::upright_dimensions(header.orientation, header.width, header.height);
+    let (width, height) =
+        orient::upright_dimensions(header.orientation, header.width, header.height);
     let crop = match crop {
         Some((x, y, size)) => CropRect::within(x, y, size, width, height)?,
         None => CropRect::largest_centred_square(width, height)?,
     };
     let edges = spec.edges(crop.size());
     let largest = edges.last().copied().unwrap_or(1);
-    let stored_crop = orient::crop_to_stored(header.orientation, &crop, header.width, header.height)?;
+    let stored_crop =
+        orient::crop_to_stored(header.orientation, &crop, header.width, header.height)?;
 
     let Decoded { raster, scale } =
         decode::decode(bytes, format, &header, &stored_crop, largest, limits)?;

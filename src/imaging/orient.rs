@@ -4,9 +4,9 @@
 
 use image::metadata::Orientation;
 
+use crate::imaging::ImagingError;
 use crate::imaging::crop::CropRect;
 use crate::imaging::raster::Raster;
-use crate::imaging::ImagingError;
 
 pub(crate) fn swaps_axes(orientation: Orientation) -> bool {
     matches!(
@@ -53,13 +53,7 @@ pub(crate) fn crop_to_stored(
 ) -> Result<CropRect, ImagingError> {
     let last = crop.size() - 1;
     let (ax, ay) = stored_point(orientation, crop.x(), crop.y(), width, height);
-    let (bx, by) = stored_point(
-        orientation,
-        crop.x() + last,
-        crop.y() + last,
-        width,
-        height,
-    );
+    let (bx, by) = stored_point(orientation, crop.x() + last, crop.y() + last, width, height);
     CropRect::within(ax.min(bx), ay.min(by), crop.size(), width, height)
 }
 

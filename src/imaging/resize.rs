@@ -49,7 +49,12 @@ impl Shrinker {
     ) -> Result<Raster, ImagingError> {
         if square.size == f64::from(edge) && square.left.fract() == 0.0 && square.top.fract() == 0.0
         {
-            return Ok(copy_square(src, square.left as u32, square.top as u32, edge));
+            return Ok(copy_square(
+                src,
+                square.left as u32,
+                square.top as u32,
+                edge,
+            ));
         }
         let pixel_type = match src.channels {
             Channels::Rgb => PixelType::U8x3,

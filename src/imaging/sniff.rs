@@ -26,7 +26,10 @@ mod tests {
 
     #[test]
     fn recognises_supported_magic() {
-        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0\x00\x10JFIF"), Some(SourceFormat::Jpeg));
+        assert_eq!(
+            sniff(b"\xFF\xD8\xFF\xE0\x00\x10JFIF"),
+            Some(SourceFormat::Jpeg)
+        );
         assert_eq!(
             sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
             Some(SourceFormat::Png)

@@ -18,10 +18,11 @@ use crate::error::{Error, Result, reason};
 use crate::fetch::{FetchConfig, Fetcher, validate_url};
 use crate::model::{CropRequest, ExpectedVersion, ImageSource, UserId, now_millis};
 use crate::profiles::{ProfileImages, ProfileView};
-use crate::store::records::{
-    DownloadJob, ProfileRecord, SOURCE_URL, STATUS_DOWNLOADING, STATUS_FAILED, STATUS_PROCESSING, STATUS_READY,
-};
 use crate::store::abort;
+use crate::store::records::{
+    DownloadJob, ProfileRecord, SOURCE_URL, STATUS_DOWNLOADING, STATUS_FAILED, STATUS_PROCESSING,
+    STATUS_READY,
+};
 use crate::watch::EventKind;
 
 /// Starts, resumes, retries and supersedes downloads. Cheap to clone.
@@ -46,14 +47,24 @@ struct Inner {
 enum Outcome {
     Done,
     /// A transient failure; the reason is reported if no attempt is left.
-    Retry { reason: &'static str, message: String },
-    Failed { reason: &'static str, message: String },
+    Retry {
+        reason: &'static str,
+        message: String,
+    },
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
     Cancelled,
 }
 
 impl Downloads {
     /// Creates the downloader, resumes stored jobs and starts cancelling superseded ones.
-    pub fn start_worker(config: &Config, profiles: ProfileImages, shutdown: CancellationToken) -> Result<Self> {
+    pub fn start_worker(
+        config: &Config,
+        profiles: ProfileImages,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
         let fetcher = Fetcher::new(FetchConfig {
             connect_timeout: config.fetch_connect_timeout,
             total_timeout: config.fetch_timeout,
@@ -90,7 +101,8 @@ impl Downloads {
         crop: Option<CropRequest>,
         expected: ExpectedVersion,
     ) -> Result<ProfileView> {
-        let url = validate_url(raw_url).map_err(|e| Error::invalid("url", reason::INVALID_URL, e.to_string()))?;
+        let url = validate_url(raw_url)
+            .map_err(|e| Error::invalid("url", reason::INVALID_URL, e.to_string()))?;
         let url = url.to_string();
         let (crop_x, crop_y, crop_size) = crop.map_or((0, 0, 0), |c| (c.x, c.y, c.size));
         let job_for = |version| DownloadJob {
@@ -136,7 +148,9 @@ impl Downloads {
     }
 
     fn spawn(&self, job: DownloadJob) {
-        let Ok(user) = UserId::parse("user_id", &job.user_id) else { return };
+        let Ok(user) = UserId::parse("user_id", &job.user_id) else {
+            return;
+        };
         let cancel = self.inner.shutdown.child_token();
         if let Ok(mut running) = self.inner.running.lock()
             && let Some((_, older)) = running.insert(user.clone(), (job.version, cancel.clone()))
@@ -147,7 +161,9 @@ impl Downloads {
         self.inner.tasks.spawn(async move {
             this.run(&user, job, &cancel).await;
             if let Ok(mut running) = this.inner.running.lock()
-                && running.get(&user).is_some_and(|(_, token)| token.is_cancelled() || token == &cancel)
+                && running
+                    .get(&user)
+                    .is_some_and(|(_, token)| token.is_cancelled() || token == &cancel)
             {
                 running.remove(&user);
             }
@@ -173,9 +189,14 @@ impl Downloads {
             let outcome = self.attempt(user, &job, cancel).await;
             let result = match outcome {
                 Outcome::Done | Outcome::Cancelled => return,
-                Outcome::Failed { reason, message } => self.fail(user, &job, reason, message).await.map(|_| false),
-                Outcome::Retry { reason, message } if job.attempts + 1 >= self.inner.max_attempts => {
-                    let message = format!("{message} (gave up after {} attempts)", job.attempts + 1);
+                Outcome::Failed { reason, message } => {
+                    self.fail(user, &job, reason, message).await.map(|_| false)
+                }
+                Outcome::Retry { reason, message }
+                    if job.attempts + 1 >= self.inner.max_attempts =>
+                {
+                    let message =
+                        format!("{message} (gave up after {} attempts)", job.attempts + 1);
                     self.fail(user, &job, reason, message).await.map(|_| false)
                 }
                 Outcome::Retry { .. } => self.record_attempt(user, &mut job).await,
@@ -197,9 +218,17 @@ impl Downloads {
     }
 
     /// One download attempt, then processing and the READY commit.
-    async fn attempt(&self, user: &UserId, job: &DownloadJob, cancel: &CancellationToken) -> Outcome {
+    async fn attempt(
+        &self,
+        user: &UserId,
+        job: &DownloadJob,
+        cancel: &CancellationToken,
+    ) -> Outcome {
         let Ok(url) = validate_url(&job.url) else {
-            return Outcome::Failed { reason: "download-failed", message: "the stored URL is no longer valid".into() };
+            return Outcome::Failed {
+                reason: "download-failed",
+                message: "the stored URL is no longer valid".into(),
+            };
         };
         let fetched = tokio::select! {
             _ = cancel.cancelled() => return Outcome::Cancelled,
@@ -209,39 +238,76 @@ impl Downloads {
             Ok(fetched) => fetched,
             Err(error) if error.is_transient() => {
                 tracing::info!(%user, %error, attempt = job.attempts + 1, "download attempt failed");
-                return Outcome::Retry { reason: error.reason(), message: error.to_string() };
+                return Outcome::Retry {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                };
             }
-            Err(error) => return Outcome::Failed { reason: error.reason(), message: error.to_string() },
+            Err(error) => {
+                return Outcome::Failed {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                };
+            }
         };
         match self.set_status(user, job, STATUS_PROCESSING).await {
             Ok(true) => {}
             Ok(false) => return Outcome::Cancelled,
-            Err(error) => return Outcome::Failed { reason: "download-failed", message: error.to_string() },
+            Err(error) => {
+                return Outcome::Failed {
+                    reason: "download-failed",
+                    message: error.to_string(),
+                };
+            }
         }
         let bytes: Arc<[u8]> = fetched.bytes.into();
-        let crop = (job.crop_size > 0).then_some(CropRequest { x: job.crop_x, y: job.crop_y, size: job.crop_size });
+        let crop = (job.crop_size > 0).then_some(CropRequest {
+            x: job.crop_x,
+            y: job.crop_y,
+            size: job.crop_size,
+        });
         let profiles = &self.inner.profiles;
-        let processed = match profiles.processor().process("url", bytes.clone(), crop).await {
+        let processed = match profiles
+            .processor()
+            .process("url", bytes.clone(), crop)
+            .await
+        {
             Ok(processed) => processed,
             Err(Error::Invalid(violations)) => {
                 let violation = violations.into_iter().next();
-                let (reason, message) = violation.map_or(("invalid-file-format", String::new()), |v| {
-                    (v.reason, v.description)
-                });
+                let (reason, message) = violation
+                    .map_or(("invalid-file-format", String::new()), |v| {
+                        (v.reason, v.description)
+                    });
                 return Outcome::Failed { reason, message };
             }
-            Err(error) => return Outcome::Failed { reason: "download-failed", message: error.to_string() },
+            Err(error) => {
+                return Outcome::Failed {
+                    reason: "download-failed",
+                    message: error.to_string(),
+                };
+            }
         };
-        let staged = profiles.stage_media(user, &bytes, processed, ImageSource::Url, url.as_str()).await;
+        let staged = profiles
+            .stage_media(user, &bytes, processed, ImageSource::Url, url.as_str())
+            .await;
         let (media, _blobs) = match staged {
             Ok(staged) => staged,
-            Err(error) => return Outcome::Failed { reason: "download-failed", message: error.to_string() },
+            Err(error) => {
+                return Outcome::Failed {
+                    reason: "download-failed",
+                    message: error.to_string(),
+                };
+            }
         };
         let version = job.version;
         let committed = profiles
             .commit_if(user, EventKind::StatusChanged, |tx| {
-                let Some(profile) = tx.profile(user)? else { return Ok(None) };
-                if profile.version != version || tx.job(user)?.is_none_or(|j| j.version != version) {
+                let Some(profile) = tx.profile(user)? else {
+                    return Ok(None);
+                };
+                if profile.version != version || tx.job(user)?.is_none_or(|j| j.version != version)
+                {
                     return Ok(None);
                 }
                 tx.insert_media(user, &media)?;
@@ -258,7 +324,10 @@ impl Downloads {
             .await;
         match committed {
             Ok(_) => Outcome::Done,
-            Err(error) => Outcome::Failed { reason: "download-failed", message: error.to_string() },
+            Err(error) => Outcome::Failed {
+                reason: "download-failed",
+                message: error.to_string(),
+            },
         }
     }
 
@@ -269,11 +338,17 @@ impl Downloads {
             .inner
             .profiles
             .commit_if(user, EventKind::StatusChanged, |tx| {
-                let Some(profile) = tx.profile(user)? else { return Ok(None) };
+                let Some(profile) = tx.profile(user)? else {
+                    return Ok(None);
+                };
                 if profile.version != version || profile.status == status {
                     return Ok(None);
                 }
-                let record = ProfileRecord { status, update_time_ms: now_millis(), ..profile };
+                let record = ProfileRecord {
+                    status,
+                    update_time_ms: now_millis(),
+                    ..profile
+                };
                 tx.put_profile(user, &record)?;
                 Ok(Some((record, None)))
             })
@@ -282,7 +357,12 @@ impl Downloads {
     }
 
     fn is_current(&self, user: &UserId, version: u64) -> Result<bool> {
-        Ok(self.inner.profiles.store().profile(user)?.is_some_and(|p| p.version == version))
+        Ok(self
+            .inner
+            .profiles
+            .store()
+            .profile(user)?
+            .is_some_and(|p| p.version == version))
     }
 
     /// Stores the failed attempt; false when the job was superseded meanwhile.
@@ -290,7 +370,9 @@ impl Downloads {
         let version = job.version;
         let attempts = job.attempts + 1;
         let still_current = self.inner.profiles.store().transact(|tx| {
-            let Some(mut stored) = tx.job(user)? else { return Ok(false) };
+            let Some(mut stored) = tx.job(user)? else {
+                return Ok(false);
+            };
             if stored.version != version {
                 return Ok(false);
             }
@@ -302,13 +384,21 @@ impl Downloads {
         Ok(still_current)
     }
 
-    async fn fail(&self, user: &UserId, job: &DownloadJob, reason: &'static str, message: String) -> Result<()> {
+    async fn fail(
+        &self,
+        user: &UserId,
+        job: &DownloadJob,
+        reason: &'static str,
+        message: String,
+    ) -> Result<()> {
         tracing::info!(%user, reason, %message, "download failed");
         let version = job.version;
         self.inner
             .profiles
             .commit_if(user, EventKind::StatusChanged, |tx| {
-                let Some(profile) = tx.profile(user)? else { return Ok(None) };
+                let Some(profile) = tx.profile(user)? else {
+                    return Ok(None);
+                };
                 if profile.version != version {
                     return Ok(None);
                 }

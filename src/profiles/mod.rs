@@ -114,9 +114,15 @@ impl ProfileImages {
     /// Reads the user's profile image, in the size and format asked for.
     pub async fn get(&self, user: &UserId, request: ImageRequest) -> Result<ProfileView> {
         let mut view = self.state(user)?.ok_or_else(|| no_image(user))?;
-        let target = renditions::target_edge(request.size, &self.inner.rendition_sizes, self.inner.full_max_edge);
+        let target = renditions::target_edge(
+            request.size,
+            &self.inner.rendition_sizes,
+            self.inner.full_max_edge,
+        );
         let image = match &view.media {
-            Some(media) if view.record.status == STATUS_READY => self.rendition(media, target, request).await?,
+            Some(media) if view.record.status == STATUS_READY => {
+                self.rendition(media, target, request).await?
+            }
             _ => self.placeholder(user, target, request).await?,
         };
         view.image = Some(image);
@@ -127,7 +133,9 @@ impl ProfileImages {
     /// None when the user has no image.
     pub fn state(&self, user: &UserId) -> Result<Option<ProfileView>> {
         let store = &self.inner.store;
-        let Some(record) = store.profile(user)? else { return Ok(None) };
+        let Some(record) = store.profile(user)? else {
+            return Ok(None);
+        };
         let media = match record.media_id.as_str() {
             "" => None,
             id => store.media(id)?,
@@ -135,18 +143,34 @@ impl ProfileImages {
         Ok(Some(self.view(user, record, media)))
     }
 
-    fn view(&self, user: &UserId, record: ProfileRecord, media: Option<MediaRecord>) -> ProfileView {
+    fn view(
+        &self,
+        user: &UserId,
+        record: ProfileRecord,
+        media: Option<MediaRecord>,
+    ) -> ProfileView {
         let image = media
             .as_ref()
             .filter(|_| record.status == STATUS_READY)
             .and_then(|m| renditions::pick_default(m, self.inner.full_max_edge))
             .map(ServedImage::from_rendition);
-        ProfileView { user_id: user.clone(), record, media, image }
+        ProfileView {
+            user_id: user.clone(),
+            record,
+            media,
+            image,
+        }
     }
 
-    async fn rendition(&self, media: &MediaRecord, target: u32, request: ImageRequest) -> Result<ServedImage> {
-        let base = renditions::pick_default(media, target)
-            .ok_or_else(|| Error::internal(format!("media {} has no renditions", media.media_id)))?;
+    async fn rendition(
+        &self,
+        media: &MediaRecord,
+        target: u32,
+        request: ImageRequest,
+    ) -> Result<ServedImage> {
+        let base = renditions::pick_default(media, target).ok_or_else(|| {
+            Error::internal(format!("media {} has no renditions", media.media_id))
+        })?;
         let wanted = match request.format {
             OutputFormat::Default => base.format,
             OutputFormat::Jpeg => records::FORMAT_JPEG,
@@ -166,17 +190,32 @@ impl ProfileImages {
 
     /// Makes a rendition in a non-default format from the default one of the same edge
     /// and keeps it, so the next Get for it is a pure read.
-    async fn add_rendition(&self, media: &MediaRecord, base: &RenditionRecord, format: i32) -> Result<RenditionRecord> {
+    async fn add_rendition(
+        &self,
+        media: &MediaRecord,
+        base: &RenditionRecord,
+        format: i32,
+    ) -> Result<RenditionRecord> {
         let source = self.inner.store.blobs.read(&base.blob)?;
-        let encoded = self.inner.processor.transcode(source, format_from_record(format)).await?;
+        let encoded = self
+            .inner
+            .processor
+            .transcode(source, format_from_record(format))
+            .await?;
         let staged = self.inner.store.blobs.stage(&encoded)?;
-        let rendition = RenditionRecord { edge: base.edge, format, blob: staged.blob().clone() };
+        let rendition = RenditionRecord {
+            edge: base.edge,
+            format,
+            blob: staged.blob().clone(),
+        };
         let media_id = media.media_id.clone();
         let added = rendition.clone();
         // The media item may have been deleted or replaced meanwhile: then the rendition
         // is served once and its blob cleaned up when `staged` drops.
         self.inner.store.transact(|tx| {
-            let Some(current) = tx.media(&media_id)? else { return Ok(()) };
+            let Some(current) = tx.media(&media_id)? else {
+                return Ok(());
+            };
             if renditions::find(&current, added.edge, added.format).is_some() {
                 return Ok(());
             }
@@ -188,13 +227,22 @@ impl ProfileImages {
         Ok(rendition)
     }
 
-    async fn placeholder(&self, user: &UserId, target: u32, request: ImageRequest) -> Result<ServedImage> {
+    async fn placeholder(
+        &self,
+        user: &UserId,
+        target: u32,
+        request: ImageRequest,
+    ) -> Result<ServedImage> {
         let format = match request.format {
             OutputFormat::Default | OutputFormat::Jpeg => ImageFormat::Jpeg,
             OutputFormat::Png => ImageFormat::Png,
             OutputFormat::Webp => ImageFormat::Webp,
         };
-        let bytes = self.inner.processor.placeholder(user.as_str().to_owned(), target, format).await?;
+        let bytes = self
+            .inner
+            .processor
+            .placeholder(user.as_str().to_owned(), target, format)
+            .await?;
         Ok(ServedImage {
             format,
             edge: target,
@@ -207,9 +255,16 @@ impl ProfileImages {
 
     /// Sets the profile image from bytes the client sent (inline or uploaded).
     pub async fn set_image(&self, user: &UserId, image: NewImage) -> Result<ProfileView> {
-        let processed = self.inner.processor.process(image.field, image.bytes.clone(), image.crop).await?;
-        let (media, _staged) = self.stage_media(user, &image.bytes, processed, ImageSource::Upload, "").await?;
-        self.activate_new_media(user, media, image.expected, EventKind::Set).await
+        let processed = self
+            .inner
+            .processor
+            .process(image.field, image.bytes.clone(), image.crop)
+            .await?;
+        let (media, _staged) = self
+            .stage_media(user, &image.bytes, processed, ImageSource::Upload, "")
+            .await?;
+        self.activate_new_media(user, media, image.expected, EventKind::Set)
+            .await
     }
 
     /// Writes the blobs of a processed image and builds its (uncommitted) media record.
@@ -314,7 +369,12 @@ impl ProfileImages {
     }
 
     /// Crops the stored original of the active image again, as a new version.
-    pub async fn crop(&self, user: &UserId, crop: CropRequest, expected: ExpectedVersion) -> Result<ProfileView> {
+    pub async fn crop(
+        &self,
+        user: &UserId,
+        crop: CropRequest,
+        expected: ExpectedVersion,
+    ) -> Result<ProfileView> {
         let state = self.state(user)?.ok_or_else(|| no_image(user))?;
         let media = match state.media {
             Some(media) if state.record.status == STATUS_READY => media,
@@ -330,13 +390,24 @@ impl ProfileImages {
         let media_id = media.media_id.clone();
         self.commit(user, EventKind::Cropped, |tx| {
             expected.check(tx.version(user)?).or_else(abort)?;
-            let Some(profile) = tx.profile(user)? else { return abort(no_image(user)) };
-            let Some(current) = tx.media(&media_id)? else { return abort(no_image(user)) };
+            let Some(profile) = tx.profile(user)? else {
+                return abort(no_image(user));
+            };
+            let Some(current) = tx.media(&media_id)? else {
+                return abort(no_image(user));
+            };
             if profile.media_id != media_id {
-                return abort(Error::VersionConflict { expected: state.record.version, current: profile.version });
+                return abort(Error::VersionConflict {
+                    expected: state.record.version,
+                    current: profile.version,
+                });
             }
             tx.replace_media(&current, &updated)?;
-            let record = ProfileRecord { version: tx.bump_version(user)?, update_time_ms: now_millis(), ..profile };
+            let record = ProfileRecord {
+                version: tx.bump_version(user)?,
+                update_time_ms: now_millis(),
+                ..profile
+            };
             tx.put_profile(user, &record)?;
             Ok((record, Some(updated.clone())))
         })
@@ -344,10 +415,27 @@ impl ProfileImages {
     }
 
     /// Renders `media` again from its stored original with a new crop.
-    async fn recrop(&self, user: &UserId, media: &MediaRecord, crop: CropRequest) -> Result<(MediaRecord, Vec<StagedBlob>)> {
-        let original: Arc<[u8]> = self.inner.store.blobs.read(&media.original)?.to_vec().into();
-        let processed = self.inner.processor.process("crop", original.clone(), Some(crop)).await?;
-        let (fresh, staged) = self.stage_media(user, &original, processed, ImageSource::Upload, "").await?;
+    async fn recrop(
+        &self,
+        user: &UserId,
+        media: &MediaRecord,
+        crop: CropRequest,
+    ) -> Result<(MediaRecord, Vec<StagedBlob>)> {
+        let original: Arc<[u8]> = self
+            .inner
+            .store
+            .blobs
+            .read(&media.original)?
+            .to_vec()
+            .into();
+        let processed = self
+            .inner
+            .processor
+            .process("crop", original.clone(), Some(crop))
+            .await?;
+        let (fresh, staged) = self
+            .stage_media(user, &original, processed, ImageSource::Upload, "")
+            .await?;
         let updated = MediaRecord {
             crop_x: fresh.crop_x,
             crop_y: fresh.crop_y,
@@ -410,7 +498,12 @@ impl ProfileImages {
 
     /// A page of the user's media, newest first. The page token is the position of the
     /// last item returned.
-    pub fn list_media(&self, user: &UserId, page_size: u32, page_token: &str) -> Result<(Vec<MediaView>, String)> {
+    pub fn list_media(
+        &self,
+        user: &UserId,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<MediaView>, String)> {
         let limit = match page_size {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
@@ -418,10 +511,19 @@ impl ProfileImages {
         let after = match page_token {
             "" => None,
             token => Some(u64::from_str_radix(token, 16).map_err(|_| {
-                Error::invalid("page_token", reason::FIELD_INVALID, "page_token is not one this service returned")
+                Error::invalid(
+                    "page_token",
+                    reason::FIELD_INVALID,
+                    "page_token is not one this service returned",
+                )
             })?),
         };
-        let active_id = self.inner.store.profile(user)?.map(|p| p.media_id).unwrap_or_default();
+        let active_id = self
+            .inner
+            .store
+            .profile(user)?
+            .map(|p| p.media_id)
+            .unwrap_or_default();
         let (records, more) = self.inner.store.list_media(user, after, limit)?;
         let next = match (more, records.last()) {
             (true, Some(last)) => format!("{:016x}", last.seq),
@@ -431,7 +533,8 @@ impl ProfileImages {
             .into_iter()
             .map(|record| MediaView {
                 active: !active_id.is_empty() && record.media_id == active_id,
-                full: renditions::pick_default(&record, self.inner.full_max_edge).map(ServedImage::from_rendition),
+                full: renditions::pick_default(&record, self.inner.full_max_edge)
+                    .map(ServedImage::from_rendition),
                 record,
             })
             .collect();
@@ -444,7 +547,9 @@ impl ProfileImages {
         }
         match self.inner.store.media(media_id)? {
             Some(media) if media.user_id == user.as_str() => Ok(media),
-            _ => Err(Error::NotFound(format!("media {media_id} not found for user {user}"))),
+            _ => Err(Error::NotFound(format!(
+                "media {media_id} not found for user {user}"
+            ))),
         }
     }
 
@@ -475,7 +580,9 @@ impl ProfileImages {
         change: impl Fn(&Tx<'_>) -> TxResult<Option<(ProfileRecord, Option<MediaRecord>)>>,
     ) -> Result<Option<ProfileView>> {
         let _lock = self.inner.locks.lock(user).await;
-        let Some((record, media)) = self.inner.store.transact(change)? else { return Ok(None) };
+        let Some((record, media)) = self.inner.store.transact(change)? else {
+            return Ok(None);
+        };
         self.inner.store.flush().await?;
         let view = self.view(user, record, media);
         self.inner.events.publish(kind, user, Some(view.clone()))?;
@@ -485,7 +592,12 @@ impl ProfileImages {
 
 /// The next READY profile record showing `media`, as a new version. Supersedes any
 /// download job of the user.
-fn next_ready_profile(tx: &Tx<'_>, user: &UserId, media: &MediaRecord, source: i32) -> TxResult<ProfileRecord> {
+fn next_ready_profile(
+    tx: &Tx<'_>,
+    user: &UserId,
+    media: &MediaRecord,
+    source: i32,
+) -> TxResult<ProfileRecord> {
     let previous = tx.profile(user)?;
     let now = now_millis();
     let record = ProfileRecord {
@@ -493,7 +605,11 @@ fn next_ready_profile(tx: &Tx<'_>, user: &UserId, media: &MediaRecord, source: i
         status: STATUS_READY,
         media_id: media.media_id.clone(),
         source,
-        source_url: if source == records::SOURCE_URL { media.source_url.clone() } else { String::new() },
+        source_url: if source == records::SOURCE_URL {
+            media.source_url.clone()
+        } else {
+            String::new()
+        },
         failure_reason: String::new(),
         failure_message: String::new(),
         create_time_ms: previous.map_or(now, |p| p.create_time_ms),

@@ -9,19 +9,35 @@ pub fn target_edge(requested: u32, sizes: &[u32], full_max_edge: u32) -> u32 {
     if requested == 0 {
         return full_max_edge;
     }
-    sizes.iter().copied().find(|&s| s >= requested).or_else(|| sizes.iter().copied().max()).unwrap_or(full_max_edge)
+    sizes
+        .iter()
+        .copied()
+        .find(|&s| s >= requested)
+        .or_else(|| sizes.iter().copied().max())
+        .unwrap_or(full_max_edge)
 }
 
 /// The stored default-format rendition for a target edge: the smallest at or above it,
 /// else the largest there is (the source is smaller than the target: never upscale).
 pub fn pick_default(media: &MediaRecord, target: u32) -> Option<&RenditionRecord> {
     let default = media.default_format();
-    let mut candidates: Vec<&RenditionRecord> = media.renditions.iter().filter(|r| r.format == default).collect();
+    let mut candidates: Vec<&RenditionRecord> = media
+        .renditions
+        .iter()
+        .filter(|r| r.format == default)
+        .collect();
     candidates.sort_by_key(|r| r.edge);
-    candidates.iter().find(|r| r.edge >= target).or(candidates.last()).copied()
+    candidates
+        .iter()
+        .find(|r| r.edge >= target)
+        .or(candidates.last())
+        .copied()
 }
 
 /// A stored rendition of exactly this edge and format, if one was made.
 pub fn find(media: &MediaRecord, edge: u32, format: i32) -> Option<&RenditionRecord> {
-    media.renditions.iter().find(|r| r.edge == edge && r.format == format)
+    media
+        .renditions
+        .iter()
+        .find(|r| r.edge == edge && r.format == format)
 }

@@ -22,7 +22,11 @@ impl UploadBuffer {
         }
         let declared = (declared > 0).then_some(declared);
         let capacity = declared.unwrap_or(0).min(limit) as usize;
-        Ok(UploadBuffer { limit, declared, bytes: Vec::with_capacity(capacity) })
+        Ok(UploadBuffer {
+            limit,
+            declared,
+            bytes: Vec::with_capacity(capacity),
+        })
     }
 
     /// Appends one chunk; fails as soon as the total passes the limit.
@@ -31,7 +35,10 @@ impl UploadBuffer {
             return Err(Error::invalid(
                 "chunk",
                 reason::FIELD_INVALID,
-                format!("a chunk may carry at most {MAX_CHUNK_BYTES} bytes, this one has {}", chunk.len()),
+                format!(
+                    "a chunk may carry at most {MAX_CHUNK_BYTES} bytes, this one has {}",
+                    chunk.len()
+                ),
             ));
         }
         let total = self.bytes.len() as u64 + chunk.len() as u64;
@@ -54,7 +61,11 @@ impl UploadBuffer {
     /// The complete file, once the stream ended.
     pub fn finish(self) -> Result<Arc<[u8]>> {
         if self.bytes.is_empty() {
-            return Err(Error::invalid("chunk", reason::FIELD_MISSING, "the upload carried no image bytes"));
+            return Err(Error::invalid(
+                "chunk",
+                reason::FIELD_MISSING,
+                "the upload carried no image bytes",
+            ));
         }
         if let Some(declared) = self.declared
             && declared != self.bytes.len() as u64
@@ -62,7 +73,10 @@ impl UploadBuffer {
             return Err(Error::invalid(
                 "metadata.size_bytes",
                 reason::FIELD_INVALID,
-                format!("{} bytes arrived but {declared} were declared", self.bytes.len()),
+                format!(
+                    "{} bytes arrived but {declared} were declared",
+                    self.bytes.len()
+                ),
             ));
         }
         Ok(self.bytes.into())
@@ -70,5 +84,9 @@ impl UploadBuffer {
 }
 
 fn too_large(field: &str, limit: u64) -> Error {
-    Error::invalid(field, reason::FILE_TOO_LARGE, format!("the file is larger than the {limit}-byte limit"))
+    Error::invalid(
+        field,
+        reason::FILE_TOO_LARGE,
+        format!("the file is larger than the {limit}-byte limit"),
+    )
 }

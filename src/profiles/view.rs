@@ -4,7 +4,9 @@ use bytes::Bytes;
 
 use crate::imaging::ImageFormat;
 use crate::model::UserId;
-use crate::store::records::{FORMAT_JPEG, FORMAT_PNG, FORMAT_WEBP, MediaRecord, ProfileRecord, RenditionRecord};
+use crate::store::records::{
+    FORMAT_JPEG, FORMAT_PNG, FORMAT_WEBP, MediaRecord, ProfileRecord, RenditionRecord,
+};
 
 /// A user's profile state and what is (or would be) served for it.
 #[derive(Debug, Clone)]

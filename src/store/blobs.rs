@@ -35,7 +35,12 @@ pub struct BlobStore {
 
 impl BlobStore {
     pub(super) fn new(chunks: sled::Tree, refs: sled::Tree, pending: sled::Tree) -> Self {
-        BlobStore { chunks, refs, pending, pins: Arc::default() }
+        BlobStore {
+            chunks,
+            refs,
+            pending,
+            pins: Arc::default(),
+        }
     }
 
     pub(super) fn refs_tree(&self) -> &sled::Tree {
@@ -50,7 +55,13 @@ impl BlobStore {
     pub fn stage(&self, bytes: &[u8]) -> Result<StagedBlob> {
         let hash = *blake3::hash(bytes).as_bytes();
         self.pin(hash);
-        let staged = StagedBlob { blob: BlobRef { hash: hash.to_vec(), len: bytes.len() as u64 }, store: self.clone() };
+        let staged = StagedBlob {
+            blob: BlobRef {
+                hash: hash.to_vec(),
+                len: bytes.len() as u64,
+            },
+            store: self.clone(),
+        };
         self.pending.insert(hash, &[])?;
         for (index, chunk) in bytes.chunks(MAX_CHUNK_BYTES).enumerate() {
             self.chunks.insert(chunk_key(&hash, index as u32), chunk)?;
@@ -74,7 +85,9 @@ impl BlobStore {
     }
 
     fn chunk(&self, hash: &[u8], index: u32) -> Result<sled::IVec> {
-        let hash: &[u8; 32] = hash.try_into().map_err(|_| Error::internal("malformed blob hash"))?;
+        let hash: &[u8; 32] = hash
+            .try_into()
+            .map_err(|_| Error::internal("malformed blob hash"))?;
         self.chunks
             .get(chunk_key(hash, index))?
             .ok_or_else(|| Error::internal(format!("blob chunk {index} missing")))
@@ -106,7 +119,10 @@ impl BlobStore {
     fn settle_one(&self, hash: [u8; 32]) -> Result<bool> {
         // Holding the pin lock while deleting means no request can pin (and so rewrite)
         // this hash half way through the deletion.
-        let pins = self.pins.lock().map_err(|_| Error::internal("blob pin lock poisoned"))?;
+        let pins = self
+            .pins
+            .lock()
+            .map_err(|_| Error::internal("blob pin lock poisoned"))?;
         if pins.contains_key(&hash) {
             return Ok(false);
         }

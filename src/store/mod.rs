@@ -9,8 +9,8 @@ pub mod records;
 use std::path::Path;
 
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 pub use blobs::{BlobStore, MAX_CHUNK_BYTES, StagedBlob};
 use records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord};
@@ -46,14 +46,21 @@ impl Store {
     /// Opens (or creates) the store in `dir` and cleans up blobs left by requests that
     /// were interrupted.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
         let store = Store {
             profiles: db.open_tree("profiles")?,
             versions: db.open_tree("versions")?,
             media: db.open_tree("media")?,
             user_media: db.open_tree("user_media")?,
             jobs: db.open_tree("jobs")?,
-            blobs: BlobStore::new(db.open_tree("blob_chunks")?, db.open_tree("blob_refs")?, db.open_tree("blob_pending")?),
+            blobs: BlobStore::new(
+                db.open_tree("blob_chunks")?,
+                db.open_tree("blob_refs")?,
+                db.open_tree("blob_pending")?,
+            ),
             db,
         };
         let swept = store.blobs.sweep()?;
@@ -88,7 +95,12 @@ impl Store {
 
     /// A page of the user's media ids, newest first, starting after `after_seq` (exclusive)
     /// when given. Returns up to `limit` records and whether more follow.
-    pub fn list_media(&self, user: &UserId, after_seq: Option<u64>, limit: usize) -> Result<(Vec<MediaRecord>, bool)> {
+    pub fn list_media(
+        &self,
+        user: &UserId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<MediaRecord>, bool)> {
         let prefix = user_media_prefix(user);
         let upper = match after_seq {
             Some(seq) => user_media_key(user, seq),
@@ -116,7 +128,11 @@ impl Store {
 
     /// Every stored download job (to resume them at start-up).
     pub fn jobs(&self) -> Result<Vec<DownloadJob>> {
-        self.jobs.iter().values().map(|v| Ok(DownloadJob::decode(v?.as_ref()).map_err(Error::internal)?)).collect()
+        self.jobs
+            .iter()
+            .values()
+            .map(|v| DownloadJob::decode(v?.as_ref()).map_err(Error::internal))
+            .collect()
     }
 
     /// Runs `f` as one atomic transaction over all metadata trees. `f` may run more than
@@ -164,7 +180,10 @@ impl Tx<'_> {
     }
 
     pub fn version(&self, user: &UserId) -> TxResult<u64> {
-        Ok(self.versions().get(user.as_str())?.map_or(0, |v| be_u64(&v)))
+        Ok(self
+            .versions()
+            .get(user.as_str())?
+            .map_or(0, |v| be_u64(&v)))
     }
 
     /// Takes the next version for `user`.
@@ -179,7 +198,8 @@ impl Tx<'_> {
     }
 
     pub fn put_profile(&self, user: &UserId, record: &ProfileRecord) -> TxResult<()> {
-        self.profiles().insert(user.as_str(), record.encode_to_vec())?;
+        self.profiles()
+            .insert(user.as_str(), record.encode_to_vec())?;
         Ok(())
     }
 
@@ -195,8 +215,10 @@ impl Tx<'_> {
     /// Stores a new media record, indexes it under its user and takes a reference on
     /// each of its blobs.
     pub fn insert_media(&self, user: &UserId, record: &MediaRecord) -> TxResult<()> {
-        self.media_tree().insert(record.media_id.as_str(), record.encode_to_vec())?;
-        self.user_media().insert(user_media_key(user, record.seq), record.media_id.as_str())?;
+        self.media_tree()
+            .insert(record.media_id.as_str(), record.encode_to_vec())?;
+        self.user_media()
+            .insert(user_media_key(user, record.seq), record.media_id.as_str())?;
         for blob in record.blobs() {
             self.add_ref(blob)?;
         }
@@ -211,7 +233,8 @@ impl Tx<'_> {
         for blob in old.blobs() {
             self.release_ref(blob)?;
         }
-        self.media_tree().insert(new.media_id.as_str(), new.encode_to_vec())?;
+        self.media_tree()
+            .insert(new.media_id.as_str(), new.encode_to_vec())?;
         Ok(())
     }
 
@@ -226,7 +249,8 @@ impl Tx<'_> {
     }
 
     pub fn put_job(&self, job: &DownloadJob) -> TxResult<()> {
-        self.jobs().insert(job.user_id.as_str(), job.encode_to_vec())?;
+        self.jobs()
+            .insert(job.user_id.as_str(), job.encode_to_vec())?;
         Ok(())
     }
 
@@ -241,7 +265,8 @@ impl Tx<'_> {
 
     fn add_ref(&self, blob: &BlobRef) -> TxResult<()> {
         let count = self.refs().get(&blob.hash)?.map_or(0, |v| be_u64(&v));
-        self.refs().insert(blob.hash.as_slice(), &(count + 1).to_be_bytes())?;
+        self.refs()
+            .insert(blob.hash.as_slice(), &(count + 1).to_be_bytes())?;
         Ok(())
     }
 
@@ -252,7 +277,8 @@ impl Tx<'_> {
             self.refs().remove(blob.hash.as_slice())?;
             self.pending().insert(blob.hash.as_slice(), &[])?;
         } else {
-            self.refs().insert(blob.hash.as_slice(), &(count - 1).to_be_bytes())?;
+            self.refs()
+                .insert(blob.hash.as_slice(), &(count - 1).to_be_bytes())?;
         }
         Ok(())
     }
@@ -276,5 +302,7 @@ fn be_u64(bytes: &[u8]) -> u64 {
 }
 
 fn decode_opt<M: Message + Default>(value: Option<sled::IVec>) -> Result<Option<M>> {
-    value.map(|v| M::decode(v.as_ref()).map_err(|e| Error::internal(format!("corrupt record: {e}")))).transpose()
+    value
+        .map(|v| M::decode(v.as_ref()).map_err(|e| Error::internal(format!("corrupt record: {e}"))))
+        .transpose()
 }

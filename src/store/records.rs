@@ -86,7 +86,11 @@ pub struct MediaRecord {
 impl MediaRecord {
     /// The format renditions are made in when the client does not choose.
     pub fn default_format(&self) -> i32 {
-        if self.has_alpha { FORMAT_PNG } else { FORMAT_JPEG }
+        if self.has_alpha {
+            FORMAT_PNG
+        } else {
+            FORMAT_JPEG
+        }
     }
 
     /// Every blob this record holds a reference on.

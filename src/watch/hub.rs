@@ -70,15 +70,30 @@ impl Hub {
             store,
             retention: retention.max(1),
             sender,
-            window: Mutex::new(Window { events: VecDeque::new(), last_sequence: start, forgotten_through: start }),
+            window: Mutex::new(Window {
+                events: VecDeque::new(),
+                last_sequence: start,
+                forgotten_through: start,
+            }),
         })
     }
 
     /// Publishes a change. Returns the event as sent.
-    pub fn publish(&self, kind: EventKind, user_id: &UserId, state: Option<ProfileView>) -> Result<Arc<Event>> {
+    pub fn publish(
+        &self,
+        kind: EventKind,
+        user_id: &UserId,
+        state: Option<ProfileView>,
+    ) -> Result<Arc<Event>> {
         let mut window = self.lock()?;
         let sequence = self.store.next_id()?.max(window.last_sequence + 1);
-        let event = Arc::new(Event { sequence, kind, user_id: user_id.clone(), state, time_ms: now_millis() });
+        let event = Arc::new(Event {
+            sequence,
+            kind,
+            user_id: user_id.clone(),
+            state,
+            time_ms: now_millis(),
+        });
         window.last_sequence = sequence;
         window.events.push_back(event.clone());
         while window.events.len() > self.retention {
@@ -97,10 +112,20 @@ impl Hub {
         let window = self.lock()?;
         let receiver = self.sender.subscribe();
         let replay = after.and_then(|after| {
-            (after >= window.forgotten_through && after <= window.last_sequence)
-                .then(|| window.events.iter().filter(|e| e.sequence > after).cloned().collect())
+            (after >= window.forgotten_through && after <= window.last_sequence).then(|| {
+                window
+                    .events
+                    .iter()
+                    .filter(|e| e.sequence > after)
+                    .cloned()
+                    .collect()
+            })
         });
-        Ok(Subscription { receiver, last_sequence: window.last_sequence, replay })
+        Ok(Subscription {
+            receiver,
+            last_sequence: window.last_sequence,
+            replay,
+        })
     }
 
     pub fn last_sequence(&self) -> u64 {
@@ -108,6 +133,8 @@ impl Hub {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Window>> {
-        self.window.lock().map_err(|_| Error::internal("event window lock poisoned"))
+        self.window
+            .lock()
+            .map_err(|_| Error::internal("event window lock poisoned"))
     }
 }

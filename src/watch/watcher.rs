@@ -29,10 +29,19 @@ pub struct WatchRequest {
 
 /// Starts a watcher; events arrive on the returned channel, which closes when the stream
 /// is over.
-pub fn spawn(profiles: ProfileImages, request: WatchRequest, shutdown: CancellationToken) -> Result<mpsc::Receiver<Arc<Event>>> {
+pub fn spawn(
+    profiles: ProfileImages,
+    request: WatchRequest,
+    shutdown: CancellationToken,
+) -> Result<mpsc::Receiver<Arc<Event>>> {
     let subscription = profiles.events().subscribe(request.after_sequence)?;
     let (sender, receiver) = mpsc::channel(WATCHER_BUFFER);
-    let watcher = Watcher { profiles, request, sender, shutdown };
+    let watcher = Watcher {
+        profiles,
+        request,
+        sender,
+        shutdown,
+    };
     tokio::spawn(watcher.run(subscription));
     Ok(receiver)
 }
@@ -74,10 +83,12 @@ impl Watcher {
                 Ok(event) if event.sequence > last_sent && self.wants(&event) => event,
                 Ok(_) => continue,
                 // Fell behind: what was missed is replaced by the current state.
-                Err(RecvError::Lagged(_)) => match self.snapshot(self.profiles.events().last_sequence()) {
-                    Ok(snapshot) => snapshot,
-                    Err(_) => return,
-                },
+                Err(RecvError::Lagged(_)) => {
+                    match self.snapshot(self.profiles.events().last_sequence()) {
+                        Ok(snapshot) => snapshot,
+                        Err(_) => return,
+                    }
+                }
                 Err(RecvError::Closed) => return,
             };
             last_sent = last_sent.max(event.sequence);
@@ -88,7 +99,10 @@ impl Watcher {
     }
 
     fn wants(&self, event: &Event) -> bool {
-        self.request.user.as_ref().is_none_or(|user| *user == event.user_id)
+        self.request
+            .user
+            .as_ref()
+            .is_none_or(|user| *user == event.user_id)
     }
 
     /// The current state. For the all-users feed, a marker with no user and no image
@@ -98,7 +112,13 @@ impl Watcher {
             Some(user) => (user.clone(), self.profiles.state(user)?),
             None => (UserId::empty(), None),
         };
-        Ok(Arc::new(Event { sequence, kind: EventKind::Snapshot, user_id, state, time_ms: now_millis() }))
+        Ok(Arc::new(Event {
+            sequence,
+            kind: EventKind::Snapshot,
+            user_id,
+            state,
+            time_ms: now_millis(),
+        }))
     }
 
     fn complete(&self, event: &Event) -> bool {

@@ -20,7 +20,9 @@ pub type Client = ProfileImageServiceClient<Channel>;
 
 /// A file of the shared corpus.
 pub fn corpus(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(relative)
 }
 
 pub fn corpus_bytes(relative: &str) -> Vec<u8> {
@@ -84,8 +86,16 @@ impl Server {
                 log_sink.lock().unwrap().push(line);
             }
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server did not log 'listening on ADDR'");
-        Server { child: Some(child), addr, data_dir: data_dir.to_owned(), _temp: None, logs }
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not log 'listening on ADDR'");
+        Server {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            _temp: None,
+            logs,
+        }
     }
 
     async fn wait_ready(&mut self) {
@@ -103,8 +113,13 @@ impl Server {
     }
 
     async fn try_client(&self) -> Result<Client, tonic::transport::Error> {
-        let channel = Channel::from_shared(self.url()).expect("url").connect().await?;
-        Ok(ProfileImageServiceClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
+        let channel = Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await?;
+        Ok(ProfileImageServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
     }
 
     pub async fn client(&self) -> Client {
@@ -112,13 +127,19 @@ impl Server {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).expect("url").connect().await.expect("connect")
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
     }
 
     /// SIGTERM, then waits for the process; returns its exit code.
     pub async fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         for _ in 0..200 {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.code();
@@ -138,7 +159,9 @@ impl Server {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn logs(&self) -> Vec<String> {
@@ -153,7 +176,11 @@ impl Drop for Server {
 }
 
 /// SetProfileImage with an inline image.
-pub async fn set_inline(client: &mut Client, user: &str, data: Vec<u8>) -> Result<pb::ProfileImage, tonic::Status> {
+pub async fn set_inline(
+    client: &mut Client,
+    user: &str,
+    data: Vec<u8>,
+) -> Result<pb::ProfileImage, tonic::Status> {
     set_inline_with(client, user, data, None, None).await
 }
 
@@ -166,14 +193,21 @@ pub async fn set_inline_with(
 ) -> Result<pb::ProfileImage, tonic::Status> {
     let request = pb::SetProfileImageRequest {
         user_id: user.into(),
-        source: Some(pb::set_profile_image_request::Source::Image(pb::InlineImage {
-            content_type: "application/octet-stream".into(),
-            data: data.into(),
-        })),
+        source: Some(pb::set_profile_image_request::Source::Image(
+            pb::InlineImage {
+                content_type: "application/octet-stream".into(),
+                data: data.into(),
+            },
+        )),
         crop,
         expected_version,
     };
-    Ok(client.set_profile_image(request).await?.into_inner().profile_image.expect("profile_image"))
+    Ok(client
+        .set_profile_image(request)
+        .await?
+        .into_inner()
+        .profile_image
+        .expect("profile_image"))
 }
 
 /// UploadProfileImage in chunks of `chunk_size`.
@@ -193,16 +227,36 @@ pub async fn upload(
             expected_version: None,
         })),
     }];
-    messages.extend(data.chunks(chunk_size).map(|chunk| pb::UploadProfileImageRequest {
-        payload: Some(Payload::Chunk(chunk.to_vec().into())),
-    }));
-    let response = client.upload_profile_image(tokio_stream::iter(messages)).await?;
+    messages.extend(
+        data.chunks(chunk_size)
+            .map(|chunk| pb::UploadProfileImageRequest {
+                payload: Some(Payload::Chunk(chunk.to_vec().into())),
+            }),
+    );
+    let response = client
+        .upload_profile_image(tokio_stream::iter(messages))
+        .await?;
     Ok(response.into_inner().profile_image.expect("profile_image"))
 }
 
-pub async fn get(client: &mut Client, user: &str, size: u32, format: pb::ImageFormat) -> Result<pb::ProfileImage, tonic::Status> {
-    let request = pb::GetProfileImageRequest { user_id: user.into(), size, format: format as i32, metadata_only: false };
-    Ok(client.get_profile_image(request).await?.into_inner().profile_image.expect("profile_image"))
+pub async fn get(
+    client: &mut Client,
+    user: &str,
+    size: u32,
+    format: pb::ImageFormat,
+) -> Result<pb::ProfileImage, tonic::Status> {
+    let request = pb::GetProfileImageRequest {
+        user_id: user.into(),
+        size,
+        format: format as i32,
+        metadata_only: false,
+    };
+    Ok(client
+        .get_profile_image(request)
+        .await?
+        .into_inner()
+        .profile_image
+        .expect("profile_image"))
 }
 
 /// Decodes served bytes, checking they are what `content_type` says.
@@ -213,7 +267,11 @@ pub fn decode(image: &pb::ProfileImage) -> image::DynamicImage {
         "image/webp" => image::ImageFormat::WebP,
         other => panic!("unexpected content type {other}"),
     };
-    assert_eq!(image::guess_format(&image.data).expect("recognisable bytes"), format, "bytes match content_type");
+    assert_eq!(
+        image::guess_format(&image.data).expect("recognisable bytes"),
+        format,
+        "bytes match content_type"
+    );
     image::load_from_memory_with_format(&image.data, format).expect("served image decodes")
 }
 
@@ -223,7 +281,12 @@ pub fn violations(status: &tonic::Status) -> (Option<String>, Vec<(String, Strin
     let info = details.error_info().map(|i| i.reason.clone());
     let fields = details
         .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| (v.field.clone(), v.reason.clone())).collect())
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.reason.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     (info, fields)
 }
@@ -243,7 +306,9 @@ pub fn assert_violation(status: &tonic::Status, field: &str, reason: &str) {
 pub async fn health(server: &Server, service: &str) -> i32 {
     let mut client = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
     client
-        .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
         .await
         .expect("health check")
         .into_inner()

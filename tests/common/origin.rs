@@ -23,7 +23,11 @@ impl Origin {
     pub async fn start() -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let origin = Origin { base, gate_open: Arc::default(), hits: Arc::default() };
+        let origin = Origin {
+            base,
+            gate_open: Arc::default(),
+            hits: Arc::default(),
+        };
         let state = origin.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -69,7 +73,10 @@ impl Origin {
             ["image", rest @ ..] => self.send_file(&mut socket, &rest.join("/")).await,
             ["slow", rest @ ..] => {
                 let body = super::corpus_bytes(&rest.join("/"));
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
                 let _ = socket.write_all(head.as_bytes()).await;
                 for piece in body.chunks(body.len().div_ceil(15)) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -87,7 +94,11 @@ impl Origin {
             }
             ["redirect", n, rest] => {
                 let hops: u32 = n.parse().unwrap_or(0);
-                let next = if hops <= 1 { format!("/image/{rest}") } else { format!("/redirect/{}/{rest}", hops - 1) };
+                let next = if hops <= 1 {
+                    format!("/image/{rest}")
+                } else {
+                    format!("/redirect/{}/{rest}", hops - 1)
+                };
                 redirect(&mut socket, &next).await;
             }
             ["redirect-to", ..] => {
@@ -95,15 +106,39 @@ impl Origin {
                 redirect(&mut socket, &target).await;
             }
             ["endless"] => {
-                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n").await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n")
+                    .await;
                 let chunk = vec![0xAB; 64 * 1024];
                 while socket.write_all(&chunk).await.is_ok() {}
             }
-            ["html"] => respond(&mut socket, "200 OK", "text/html", b"<html><body>not an image</body></html>").await,
-            ["status", code] => respond(&mut socket, &format!("{code} Status"), "text/plain", b"nope").await,
+            ["html"] => {
+                respond(
+                    &mut socket,
+                    "200 OK",
+                    "text/html",
+                    b"<html><body>not an image</body></html>",
+                )
+                .await
+            }
+            ["status", code] => {
+                respond(
+                    &mut socket,
+                    &format!("{code} Status"),
+                    "text/plain",
+                    b"nope",
+                )
+                .await
+            }
             ["flaky", n, rest] => {
                 if hit <= n.parse().unwrap_or(0) {
-                    respond(&mut socket, "503 Service Unavailable", "text/plain", b"try later").await;
+                    respond(
+                        &mut socket,
+                        "503 Service Unavailable",
+                        "text/plain",
+                        b"try later",
+                    )
+                    .await;
                 } else {
                     self.send_file(&mut socket, rest).await;
                 }
@@ -129,7 +164,9 @@ async fn respond(socket: &mut TcpStream, status: &str, content_type: &str, body:
 }
 
 async fn redirect(socket: &mut TcpStream, location: &str) {
-    let head = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let head = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     let _ = socket.write_all(head.as_bytes()).await;
     let _ = socket.shutdown().await;
 }

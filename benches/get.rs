@@ -1,0 +1,401 @@
+//! GetProfileImage throughput and latency: the real service next to a bare tonic server
+//! that answers the same bytes from memory (the transport's ceiling on this machine).
+//!
+//!     cargo bench --bench get
+//!
+//! Both servers and the load generator run in this one process, on one tokio runtime
+//! (so they share the machine's cores, as a co-located load generator would). For each
+//! concurrency, N tasks loop GetProfileImage{size: 256} over `ceil(N / per_channel)`
+//! HTTP/2 channels for a warm-up then a measured period; every response is checked
+//! (data length equals the 256 px rendition's) so errors cannot be measured as speed.
+//!
+//! Environment:
+//!   GET_BENCH_SECONDS            measured seconds per (concurrency, target)   [3]
+//!   GET_BENCH_WARMUP_SECONDS     warm-up seconds before each measurement      [0.5]
+//!   GET_BENCH_CONCURRENCY        comma-separated concurrencies                [1,4,16,64]
+//!   GET_BENCH_TASKS_PER_CHANNEL  tasks sharing one HTTP/2 connection          [8]
+//!   GET_BENCH_ROUNDS             repeat the whole table                       [1]
+//!   GET_BENCH_PHOTO              corpus file uploaded   [camera/Reconyx_HC500_Hyperfire.jpg]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use profile_image::pb::profile_image_service_client::ProfileImageServiceClient;
+use profile_image::pb::profile_image_service_server::{
+    ProfileImageService, ProfileImageServiceServer,
+};
+use profile_image::pb::{self, set_profile_image_request::Source};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+const USERS: usize = 8;
+const SIZE: u32 = 256;
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument that is not "get" skips us.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !args.is_empty() && !args.iter().any(|a| "get".contains(a.as_str())) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+/// The bare server: every Get answers the same prebuilt response from memory.
+struct Bare {
+    response: pb::GetProfileImageResponse,
+}
+
+type WatchStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ProfileImageService for Bare {
+    async fn get_profile_image(
+        &self,
+        _request: Request<pb::GetProfileImageRequest>,
+    ) -> Result<Response<pb::GetProfileImageResponse>, Status> {
+        // `data` is `bytes::Bytes`: this clone shares the buffer.
+        Ok(Response::new(self.response.clone()))
+    }
+    async fn set_profile_image(
+        &self,
+        _: Request<pb::SetProfileImageRequest>,
+    ) -> Result<Response<pb::SetProfileImageResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+    async fn upload_profile_image(
+        &self,
+        _: Request<Streaming<pb::UploadProfileImageRequest>>,
+    ) -> Result<Response<pb::UploadProfileImageResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+    async fn crop_profile_image(
+        &self,
+        _: Request<pb::CropProfileImageRequest>,
+    ) -> Result<Response<pb::CropProfileImageResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+    async fn delete_profile_image(
+        &self,
+        _: Request<pb::DeleteProfileImageRequest>,
+    ) -> Result<Response<pb::DeleteProfileImageResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+    async fn list_media(
+        &self,
+        _: Request<pb::ListMediaRequest>,
+    ) -> Result<Response<pb::ListMediaResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+    async fn delete_media(
+        &self,
+        _: Request<pb::DeleteMediaRequest>,
+    ) -> Result<Response<pb::DeleteMediaResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+    type WatchStatusStream = WatchStream;
+    async fn watch_status(
+        &self,
+        _: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+}
+
+type Client = ProfileImageServiceClient<Channel>;
+
+async fn connect(addr: SocketAddr) -> Channel {
+    let mut last = None;
+    for _ in 0..100 {
+        match Channel::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
+            .await
+        {
+            Ok(channel) => return channel,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("could not connect to {addr}: {last:?}");
+}
+
+fn client(channel: Channel) -> Client {
+    ProfileImageServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn request(user: usize) -> pb::GetProfileImageRequest {
+    pb::GetProfileImageRequest {
+        user_id: format!("bench-user-{user}"),
+        size: SIZE,
+        format: pb::ImageFormat::Unspecified as i32,
+        metadata_only: false,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    Service,
+    Bare,
+}
+
+struct Measured {
+    requests: usize,
+    seconds: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+async fn run() {
+    let seconds: f64 = env_or("GET_BENCH_SECONDS", 3.0);
+    let warmup: f64 = env_or("GET_BENCH_WARMUP_SECONDS", 0.5);
+    let per_channel: usize = env_or("GET_BENCH_TASKS_PER_CHANNEL", 8usize).max(1);
+    let rounds: usize = env_or("GET_BENCH_ROUNDS", 1usize).max(1);
+    let photo: String = env_or(
+        "GET_BENCH_PHOTO",
+        "camera/Reconyx_HC500_Hyperfire.jpg".to_string(),
+    );
+    let concurrencies: Vec<usize> = std::env::var("GET_BENCH_CONCURRENCY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16, 64]);
+
+    // The real service, in-process, on a temporary data dir.
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut config = profile_image::Config::default();
+    config.data_dir = temp.path().join("data");
+    let shutdown = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let service_addr = listener.local_addr().expect("addr");
+    let service = tokio::spawn(profile_image::serve(config, listener, shutdown.clone()));
+
+    let photo_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(&photo);
+    let photo_bytes =
+        std::fs::read(&photo_path).unwrap_or_else(|e| panic!("read {}: {e}", photo_path.display()));
+    let mut setup = client(connect(service_addr).await);
+    for user in 0..USERS {
+        setup
+            .set_profile_image(pb::SetProfileImageRequest {
+                user_id: format!("bench-user-{user}"),
+                source: Some(Source::Image(pb::InlineImage {
+                    content_type: "image/jpeg".into(),
+                    data: photo_bytes.clone().into(),
+                })),
+                crop: None,
+                expected_version: None,
+            })
+            .await
+            .expect("SetProfileImage");
+    }
+    let reference = setup
+        .get_profile_image(request(0))
+        .await
+        .expect("GetProfileImage")
+        .into_inner();
+    let image = reference.profile_image.as_ref().expect("profile_image");
+    let expected_len = image.data.len();
+    assert!(expected_len > 0, "empty rendition");
+    for user in 1..USERS {
+        let other = setup
+            .get_profile_image(request(user))
+            .await
+            .expect("GetProfileImage")
+            .into_inner();
+        assert_eq!(
+            other.profile_image.expect("profile_image").data.len(),
+            expected_len,
+            "every user has the same photo"
+        );
+    }
+    println!(
+        "photo {photo} ({} bytes): 256 px rendition {}x{} {} = {expected_len} bytes",
+        photo_bytes.len(),
+        image.width,
+        image.height,
+        image.content_type
+    );
+
+    // The bare server: same builder settings as src/server.rs.
+    let bare_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bare_addr = bare_listener.local_addr().expect("addr");
+    let bare_service = ProfileImageServiceServer::new(Bare {
+        response: reference.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let bare_stop = shutdown.clone();
+    let bare = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(bare_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(bare_listener), async move {
+                bare_stop.cancelled().await
+            }),
+    );
+
+    println!(
+        "{seconds} s measured after {warmup} s warm-up per row; {per_channel} tasks per HTTP/2 channel; \
+         {} tokio workers",
+        tokio::runtime::Handle::current().metrics().num_workers()
+    );
+    for round in 0..rounds {
+        if rounds > 1 {
+            println!("\nround {}", round + 1);
+        }
+        println!();
+        println!("| concurrency | target | req/s | p50 ms | p99 ms | max ms | % of bare |");
+        println!("|---:|---|---:|---:|---:|---:|---:|");
+        for &concurrency in &concurrencies {
+            let mut rows = Vec::new();
+            for target in [Target::Service, Target::Bare] {
+                let addr = match target {
+                    Target::Service => service_addr,
+                    Target::Bare => bare_addr,
+                };
+                let measured = load(
+                    addr,
+                    concurrency,
+                    per_channel,
+                    warmup,
+                    seconds,
+                    expected_len,
+                )
+                .await;
+                rows.push((target, measured));
+            }
+            let bare_rps = rows
+                .iter()
+                .find(|(t, _)| *t == Target::Bare)
+                .map(|(_, m)| m.requests as f64 / m.seconds)
+                .unwrap_or(f64::NAN);
+            for (target, m) in &rows {
+                let rps = m.requests as f64 / m.seconds;
+                println!(
+                    "| {concurrency} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0}% |",
+                    match target {
+                        Target::Service => "service",
+                        Target::Bare => "bare tonic",
+                    },
+                    rps,
+                    ms(m.p50),
+                    ms(m.p99),
+                    ms(m.max),
+                    100.0 * rps / bare_rps
+                );
+            }
+        }
+    }
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), bare).await;
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `concurrency` tasks loop Get against `addr` until the deadline; only requests that
+/// start inside the measured window are recorded.
+async fn load(
+    addr: SocketAddr,
+    concurrency: usize,
+    per_channel: usize,
+    warmup: f64,
+    seconds: f64,
+    expected_len: usize,
+) -> Measured {
+    let channels = concurrency.div_ceil(per_channel);
+    let mut clients = Vec::with_capacity(channels);
+    for _ in 0..channels {
+        clients.push(client(connect(addr).await));
+    }
+    let start = Instant::now() + Duration::from_millis(20);
+    let measure_from = start + Duration::from_secs_f64(warmup);
+    let measure_to = measure_from + Duration::from_secs_f64(seconds);
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(concurrency);
+    for task in 0..concurrency {
+        let mut client = clients[task % channels].clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut i = task;
+            loop {
+                let begin = Instant::now();
+                if begin >= measure_to {
+                    break;
+                }
+                let result = client.get_profile_image(request(i % USERS)).await;
+                let elapsed = begin.elapsed();
+                i += 1;
+                let ok = match result {
+                    Ok(response) => response
+                        .into_inner()
+                        .profile_image
+                        .is_some_and(|p| p.data.len() == expected_len),
+                    Err(status) => {
+                        eprintln!("GetProfileImage failed: {status:?}");
+                        false
+                    }
+                };
+                if !ok {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // Do not spin on errors.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                if begin >= measure_from {
+                    latencies.push(elapsed);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("load task"));
+    }
+    let errors = errors.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        errors, 0,
+        "{errors} Get calls failed or returned wrong bytes"
+    );
+    assert!(!all.is_empty(), "no request completed");
+    all.sort_unstable();
+    let pick = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
+    Measured {
+        requests: all.len(),
+        seconds,
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: *all.last().unwrap(),
+    }
+}

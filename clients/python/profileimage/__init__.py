@@ -1,0 +1,1 @@
+"""Generated gRPC client code for the profile-image service (see ../generate.sh)."""
