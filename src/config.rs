@@ -227,3 +227,53 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = Config::resolve(None, Overrides::default()).unwrap();
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 50051)));
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.rendition_sizes, [64, 128, 256, 512, 1024]);
+        assert_eq!(config.max_upload_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn flags_and_env_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "max_upload_bytes = 1000\njpeg_quality = 70\nfetch_allow_cidr = [\"10.0.0.0/8\"]\nrendition_sizes = [512, 32, 32]\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            jpeg_quality: Some(90),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(Some(&file), overrides).unwrap();
+        assert_eq!(config.max_upload_bytes, 1000, "from the file");
+        assert_eq!(config.jpeg_quality, 90, "the flag wins");
+        assert_eq!(config.rendition_sizes, [32, 512], "sorted and deduplicated");
+        assert_eq!(
+            config.fetch_allow_cidrs,
+            ["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "max_upload_byte = 1000\n").unwrap();
+        assert!(Config::resolve(Some(&file), Overrides::default()).is_err());
+        let overrides = Overrides {
+            jpeg_quality: Some(0),
+            ..Overrides::default()
+        };
+        assert!(Config::resolve(None, overrides).is_err());
+    }
+}

@@ -255,6 +255,11 @@ impl ProfileImages {
 
     /// Sets the profile image from bytes the client sent (inline or uploaded).
     pub async fn set_image(&self, user: &UserId, image: NewImage) -> Result<ProfileView> {
+        // Fail fast on a stale precondition before spending CPU on the image; the commit
+        // checks again.
+        image
+            .expected
+            .check(self.inner.store.current_version(user)?)?;
         let processed = self
             .inner
             .processor

@@ -306,3 +306,151 @@ fn decode_opt<M: Message + Default>(value: Option<sled::IVec>) -> Result<Option<
         .map(|v| M::decode(v.as_ref()).map_err(|e| Error::internal(format!("corrupt record: {e}"))))
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use records::RenditionRecord;
+
+    fn user() -> UserId {
+        UserId::parse("user_id", "u").unwrap()
+    }
+
+    fn chunk_count(store: &Store) -> usize {
+        store.db.open_tree("blob_chunks").unwrap().len()
+    }
+
+    fn media_with(store: &Store, original: &BlobRef, rendition: &BlobRef) -> MediaRecord {
+        let seq = store.next_id().unwrap();
+        MediaRecord {
+            media_id: format!("m{seq}"),
+            user_id: "u".into(),
+            seq,
+            original: original.clone(),
+            renditions: vec![RenditionRecord {
+                edge: 64,
+                format: records::FORMAT_JPEG,
+                blob: rendition.clone(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn blobs_round_trip_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..MAX_CHUNK_BYTES * 2 + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let staged = store.blobs.stage(&bytes).unwrap();
+        assert_eq!(
+            store.blobs.read(staged.blob()).unwrap().as_ref(),
+            bytes.as_slice()
+        );
+        assert_eq!(chunk_count(&store), 3, "values stay at or under 128 KiB");
+    }
+
+    #[test]
+    fn uncommitted_blobs_are_removed_when_the_request_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let staged = store.blobs.stage(b"half-written request").unwrap();
+        assert_eq!(chunk_count(&store), 1);
+        drop(staged);
+        assert_eq!(chunk_count(&store), 0);
+    }
+
+    #[test]
+    fn committed_blobs_stay_until_their_last_reference_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (original, shared) = (
+            store.blobs.stage(b"original").unwrap(),
+            store.blobs.stage(b"shared").unwrap(),
+        );
+        let first = media_with(&store, original.blob(), shared.blob());
+        let other = store.blobs.stage(b"other").unwrap();
+        let second = media_with(&store, other.blob(), shared.blob());
+        store
+            .transact(|tx| {
+                tx.insert_media(&user(), &first)?;
+                tx.insert_media(&user(), &second)
+            })
+            .unwrap();
+        drop((original, shared, other));
+        assert_eq!(
+            chunk_count(&store),
+            3,
+            "committed blobs survive their staging guards"
+        );
+
+        store
+            .transact(|tx| tx.remove_media(&user(), &first))
+            .unwrap();
+        store.blobs.sweep().unwrap();
+        assert_eq!(
+            chunk_count(&store),
+            2,
+            "the shared blob is still referenced"
+        );
+        store
+            .transact(|tx| tx.remove_media(&user(), &second))
+            .unwrap();
+        store.blobs.sweep().unwrap();
+        assert_eq!(chunk_count(&store), 0);
+    }
+
+    #[test]
+    fn blobs_left_by_a_crash_are_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a process that died between writing chunks and committing leaves.
+            let store = Store::open(dir.path()).unwrap();
+            let hash = *blake3::hash(b"interrupted").as_bytes();
+            let mut key = hash.to_vec();
+            key.extend_from_slice(&0u32.to_be_bytes());
+            store
+                .db
+                .open_tree("blob_pending")
+                .unwrap()
+                .insert(hash, &[])
+                .unwrap();
+            store
+                .db
+                .open_tree("blob_chunks")
+                .unwrap()
+                .insert(key, &b"interrupted"[..])
+                .unwrap();
+            store.db.flush().unwrap();
+            assert_eq!(chunk_count(&store), 1);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(chunk_count(&store), 0);
+    }
+
+    #[test]
+    fn media_pages_are_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blob = store.blobs.stage(b"x").unwrap();
+        let records: Vec<_> = (0..5)
+            .map(|_| media_with(&store, blob.blob(), blob.blob()))
+            .collect();
+        store
+            .transact(|tx| records.iter().try_for_each(|r| tx.insert_media(&user(), r)))
+            .unwrap();
+        let (page, more) = store.list_media(&user(), None, 2).unwrap();
+        assert!(more);
+        assert_eq!(
+            page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [records[4].seq, records[3].seq]
+        );
+        let (rest, more) = store.list_media(&user(), Some(records[3].seq), 10).unwrap();
+        assert!(!more);
+        assert_eq!(
+            rest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [records[2].seq, records[1].seq, records[0].seq]
+        );
+    }
+}
