@@ -1,7 +1,7 @@
 //! The generated Python client in clients/python: its committed stubs match the .proto
 //! (`generate.sh --check`) and its smoke test passes against the real server.
 //!
-//! Needs `python3` (3.9+) and PyPI: the first run creates a virtualenv under
+//! Needs `python3` (3.10+) and PyPI: the first run creates a virtualenv under
 //! `target/python-client-venv` and pip-installs clients/python/requirements.txt into it;
 //! later runs reuse it until requirements.txt or the interpreter changes (a stamp file
 //! records both). Set `PYTHON` to use another interpreter. When `python3 -m venv` is not
