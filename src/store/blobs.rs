@@ -74,8 +74,8 @@ impl BlobStore {
         let len = usize::try_from(blob.len).map_err(Error::internal)?;
         let count = len.div_ceil(MAX_CHUNK_BYTES).max(1);
         if count == 1 {
-            let chunk = self.chunk(&blob.hash, 0)?;
-            return Ok(Bytes::copy_from_slice(&chunk));
+            // sled's value is reference counted: serve it without copying.
+            return Ok(Bytes::from_owner(self.chunk(&blob.hash, 0)?));
         }
         let mut out = BytesMut::with_capacity(len);
         for index in 0..count {
