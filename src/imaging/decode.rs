@@ -125,6 +125,8 @@ fn decode_jpeg_full(bytes: &[u8], limits: &Limits) -> Result<Raster, ImagingErro
     let options = DecoderOptions::default()
         .set_max_width(max_side)
         .set_max_height(max_side)
+        // Strict: a truncated file is refused rather than served with grey bands.
+        .set_strict_mode(true)
         .jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     decoder

@@ -56,7 +56,7 @@ pub fn placeholder(seed: &str, edge: u32, format: ImageFormat) -> Vec<u8> {
         for x in 0..edge {
             let px = x as f32 + 0.5;
             let head = ellipse_distance(px, py, 0.5 * e, 0.39 * e, 0.17 * e, 0.17 * e);
-            let body = ellipse_distance(px, py, 0.5 * e, 0.98 * e, 0.33 * e, 0.3 * e);
+            let body = ellipse_distance(px, py, 0.5 * e, 0.95 * e, 0.33 * e, 0.31 * e);
             let coverage = (0.5 - head.min(body)).clamp(0.0, 1.0);
             for ch in 0..3 {
                 data.push((bg[ch] + (fg[ch] - bg[ch]) * coverage + 0.5) as u8);
