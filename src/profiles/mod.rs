@@ -2,22 +2,22 @@
 //! images and media. The gRPC layer translates to and from these calls.
 
 mod locks;
+mod media;
 mod processing;
+mod read;
 mod renditions;
 mod upload;
 mod view;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 pub use processing::{Processor, imaging_error};
 pub use upload::UploadBuffer;
 pub use view::{MediaView, ProfileView, ServedImage, format_from_record, format_to_record};
 
 use crate::config::Config;
-use crate::error::{Error, Result, reason};
-use crate::imaging::{ImageFormat, Limits, Processed, RenditionSpec};
+use crate::error::{Error, Result};
+use crate::imaging::{Limits, Processed, RenditionSpec};
 use crate::model::{CropRequest, ExpectedVersion, ImageSource, OutputFormat, UserId, now_millis};
 use crate::store::records::{
     self, MediaRecord, ProfileRecord, RenditionRecord, SOURCE_MEDIA, SOURCE_UPLOAD, STATUS_READY,
@@ -111,148 +111,6 @@ impl ProfileImages {
         UploadBuffer::new(self.inner.max_upload_bytes, declared_size)
     }
 
-    /// Reads the user's profile image, in the size and format asked for.
-    pub async fn get(&self, user: &UserId, request: ImageRequest) -> Result<ProfileView> {
-        let mut view = self.state(user)?.ok_or_else(|| no_image(user))?;
-        let target = renditions::target_edge(
-            request.size,
-            &self.inner.rendition_sizes,
-            self.inner.full_max_edge,
-        );
-        let image = match &view.media {
-            Some(media) if view.record.status == STATUS_READY => {
-                self.rendition(media, target, request).await?
-            }
-            _ => self.placeholder(user, target, request).await?,
-        };
-        view.image = Some(image);
-        Ok(view)
-    }
-
-    /// The user's current state with the full-size default rendition's metadata, or
-    /// None when the user has no image.
-    pub fn state(&self, user: &UserId) -> Result<Option<ProfileView>> {
-        let store = &self.inner.store;
-        let Some(record) = store.profile(user)? else {
-            return Ok(None);
-        };
-        let media = match record.media_id.as_str() {
-            "" => None,
-            id => store.media(id)?,
-        };
-        Ok(Some(self.view(user, record, media)))
-    }
-
-    fn view(
-        &self,
-        user: &UserId,
-        record: ProfileRecord,
-        media: Option<MediaRecord>,
-    ) -> ProfileView {
-        let image = media
-            .as_ref()
-            .filter(|_| record.status == STATUS_READY)
-            .and_then(|m| renditions::pick_default(m, self.inner.full_max_edge))
-            .map(ServedImage::from_rendition);
-        ProfileView {
-            user_id: user.clone(),
-            record,
-            media,
-            image,
-        }
-    }
-
-    async fn rendition(
-        &self,
-        media: &MediaRecord,
-        target: u32,
-        request: ImageRequest,
-    ) -> Result<ServedImage> {
-        let base = renditions::pick_default(media, target).ok_or_else(|| {
-            Error::internal(format!("media {} has no renditions", media.media_id))
-        })?;
-        let wanted = match request.format {
-            OutputFormat::Default => base.format,
-            OutputFormat::Jpeg => records::FORMAT_JPEG,
-            OutputFormat::Png => records::FORMAT_PNG,
-            OutputFormat::Webp => records::FORMAT_WEBP,
-        };
-        let rendition = match renditions::find(media, base.edge, wanted) {
-            Some(found) => found.clone(),
-            None => self.add_rendition(media, base, wanted).await?,
-        };
-        let mut image = ServedImage::from_rendition(&rendition);
-        if !request.metadata_only {
-            image.data = Some(self.inner.store.blobs.read(&rendition.blob)?);
-        }
-        Ok(image)
-    }
-
-    /// Makes a rendition in a non-default format from the default one of the same edge
-    /// and keeps it, so the next Get for it is a pure read.
-    async fn add_rendition(
-        &self,
-        media: &MediaRecord,
-        base: &RenditionRecord,
-        format: i32,
-    ) -> Result<RenditionRecord> {
-        let source = self.inner.store.blobs.read(&base.blob)?;
-        let encoded = self
-            .inner
-            .processor
-            .transcode(source, format_from_record(format))
-            .await?;
-        let staged = self.inner.store.blobs.stage(&encoded)?;
-        let rendition = RenditionRecord {
-            edge: base.edge,
-            format,
-            blob: staged.blob().clone(),
-        };
-        let media_id = media.media_id.clone();
-        let added = rendition.clone();
-        // The media item may have been deleted or replaced meanwhile: then the rendition
-        // is served once and its blob cleaned up when `staged` drops.
-        self.inner.store.transact(|tx| {
-            let Some(current) = tx.media(&media_id)? else {
-                return Ok(());
-            };
-            if renditions::find(&current, added.edge, added.format).is_some() {
-                return Ok(());
-            }
-            let mut updated = current.clone();
-            updated.renditions.push(added.clone());
-            tx.replace_media(&current, &updated)
-        })?;
-        drop(staged);
-        Ok(rendition)
-    }
-
-    async fn placeholder(
-        &self,
-        user: &UserId,
-        target: u32,
-        request: ImageRequest,
-    ) -> Result<ServedImage> {
-        let format = match request.format {
-            OutputFormat::Default | OutputFormat::Jpeg => ImageFormat::Jpeg,
-            OutputFormat::Png => ImageFormat::Png,
-            OutputFormat::Webp => ImageFormat::Webp,
-        };
-        let bytes = self
-            .inner
-            .processor
-            .placeholder(user.as_str().to_owned(), target, format)
-            .await?;
-        Ok(ServedImage {
-            format,
-            edge: target,
-            size_bytes: bytes.len() as u64,
-            etag: blake3::hash(&bytes).to_hex().to_string(),
-            data: (!request.metadata_only).then(|| Bytes::from(bytes)),
-            placeholder: true,
-        })
-    }
-
     /// Sets the profile image from bytes the client sent (inline or uploaded).
     pub async fn set_image(&self, user: &UserId, image: NewImage) -> Result<ProfileView> {
         // Fail fast on a stale precondition before spending CPU on the image; the commit
@@ -338,37 +196,6 @@ impl ProfileImages {
             tx.insert_media(user, &media)?;
             let record = next_ready_profile(tx, user, &media, media.source)?;
             Ok((record, Some(media.clone())))
-        })
-        .await
-    }
-
-    /// Makes one of the user's earlier media items active again, optionally re-cropped.
-    pub async fn set_media(
-        &self,
-        user: &UserId,
-        media_id: &str,
-        crop: Option<CropRequest>,
-        expected: ExpectedVersion,
-    ) -> Result<ProfileView> {
-        let media = self.owned_media(user, media_id, "media_id")?;
-        let recropped = match crop {
-            Some(crop) => Some(self.recrop(user, &media, crop).await?),
-            None => None,
-        };
-        self.commit(user, EventKind::Set, |tx| {
-            expected.check(tx.version(user)?).or_else(abort)?;
-            let Some(current) = tx.media(media_id)? else {
-                return abort(Error::NotFound(format!("media {media_id} not found")));
-            };
-            let active = match &recropped {
-                Some((updated, _)) => {
-                    tx.replace_media(&current, updated)?;
-                    updated.clone()
-                }
-                None => current,
-            };
-            let record = next_ready_profile(tx, user, &active, SOURCE_MEDIA)?;
-            Ok((record, Some(active)))
         })
         .await
     }
@@ -467,94 +294,11 @@ impl ProfileImages {
         .map(|_| ())
     }
 
-    /// Deletes a media item and its bytes; if it is active, the profile image too.
-    pub async fn delete_media(&self, user: &UserId, media_id: &str) -> Result<()> {
-        let media = self.owned_media(user, media_id, "media_id")?;
-        let lock = self.inner.locks.lock(user).await;
-        let deleted_profile = self.inner.store.transact(|tx| {
-            let Some(current) = tx.media(media_id)? else {
-                return abort(Error::NotFound(format!("media {media_id} not found")));
-            };
-            tx.remove_media(user, &current)?;
-            let active = tx.profile(user)?.is_some_and(|p| p.media_id == media_id);
-            if active {
-                tx.bump_version(user)?;
-                tx.remove_profile(user)?;
-            }
-            Ok(active)
-        })?;
-        self.inner.store.flush().await?;
-        if deleted_profile {
-            self.inner.events.publish(EventKind::Deleted, user, None)?;
-        }
-        drop(lock);
-        drop(media);
-        self.release_unreferenced_blobs();
-        Ok(())
-    }
-
     /// Deletes the bytes of blobs that changes released (a failure here only delays the
     /// clean-up to the next write or start-up).
     fn release_unreferenced_blobs(&self) {
         if let Err(error) = self.inner.store.blobs.sweep() {
             tracing::warn!(%error, "blob clean-up failed; it will be retried");
-        }
-    }
-
-    /// A page of the user's media, newest first. The page token is the position of the
-    /// last item returned.
-    pub fn list_media(
-        &self,
-        user: &UserId,
-        page_size: u32,
-        page_token: &str,
-    ) -> Result<(Vec<MediaView>, String)> {
-        let limit = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        } as usize;
-        let after = match page_token {
-            "" => None,
-            token => Some(u64::from_str_radix(token, 16).map_err(|_| {
-                Error::invalid(
-                    "page_token",
-                    reason::FIELD_INVALID,
-                    "page_token is not one this service returned",
-                )
-            })?),
-        };
-        let active_id = self
-            .inner
-            .store
-            .profile(user)?
-            .map(|p| p.media_id)
-            .unwrap_or_default();
-        let (records, more) = self.inner.store.list_media(user, after, limit)?;
-        let next = match (more, records.last()) {
-            (true, Some(last)) => format!("{:016x}", last.seq),
-            _ => String::new(),
-        };
-        let media = records
-            .into_iter()
-            .map(|record| MediaView {
-                active: !active_id.is_empty() && record.media_id == active_id,
-                full: renditions::pick_default(&record, self.inner.full_max_edge)
-                    .map(ServedImage::from_rendition),
-                record,
-            })
-            .collect();
-        Ok((media, next))
-    }
-
-    fn owned_media(&self, user: &UserId, media_id: &str, field: &str) -> Result<MediaRecord> {
-        if media_id.is_empty() {
-            return Err(Error::missing(field));
-        }
-        match self.inner.store.media(media_id)? {
-            Some(media) if media.user_id == user.as_str() => Ok(media),
-            _ => Err(Error::NotFound(format!(
-                "media {media_id} not found for user {user}"
-            ))),
         }
     }
 
