@@ -16,6 +16,14 @@
 //!   GET_BENCH_TASKS_PER_CHANNEL  tasks sharing one HTTP/2 connection          [8]
 //!   GET_BENCH_ROUNDS             repeat the whole table                       [1]
 //!   GET_BENCH_PHOTO              corpus file uploaded   [camera/Reconyx_HC500_Hyperfire.jpg]
+//!   GET_BENCH_SOCKETS            listener kinds, comma-separated              [plain,nodelay]
+//!
+//! Socket modes: `plain` is a plain TcpListener handed to `serve` (what `profile-image
+//! serve` does today); tonic ignores `Server::tcp_nodelay(true)` for such a caller-made
+//! incoming stream, so accepted sockets keep Nagle on and small writes can wait ~40 ms
+//! for a delayed ACK. `nodelay` sets TCP_NODELAY on the listening socket, which Linux
+//! copies to accepted sockets: what a fixed src/server.rs would give. Each mode has its
+//! own service and bare server, and "% of bare" compares within a mode.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -170,34 +178,65 @@ struct Measured {
     max: Duration,
 }
 
-async fn run() {
-    let seconds: f64 = env_or("GET_BENCH_SECONDS", 3.0);
-    let warmup: f64 = env_or("GET_BENCH_WARMUP_SECONDS", 0.5);
-    let per_channel: usize = env_or("GET_BENCH_TASKS_PER_CHANNEL", 8usize).max(1);
-    let rounds: usize = env_or("GET_BENCH_ROUNDS", 1usize).max(1);
-    let photo: String = env_or(
-        "GET_BENCH_PHOTO",
-        "camera/Reconyx_HC500_Hyperfire.jpg".to_string(),
-    );
-    let concurrencies: Vec<usize> = std::env::var("GET_BENCH_CONCURRENCY")
-        .ok()
-        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 4, 16, 64]);
+/// How the listening sockets are made.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sockets {
+    /// A plain `TcpListener`, as `profile-image serve` and the tests pass to `serve`.
+    /// tonic ignores `Server::tcp_nodelay(true)` for a caller-provided incoming stream
+    /// (`serve_with_incoming_shutdown`), so accepted sockets keep Nagle's algorithm on.
+    Plain,
+    /// `TCP_NODELAY` set on the listening socket; Linux copies it to accepted sockets.
+    /// This is what the server would get if src/server.rs set it on each accepted stream.
+    NoDelay,
+}
 
+impl Sockets {
+    fn name(self) -> &'static str {
+        match self {
+            Sockets::Plain => "plain",
+            Sockets::NoDelay => "nodelay",
+        }
+    }
+
+    fn listener(self) -> TcpListener {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        if self == Sockets::NoDelay {
+            socket.set_nodelay(true).expect("TCP_NODELAY");
+        }
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        socket.listen(1024).expect("listen")
+    }
+}
+
+/// A service and a bare server, both listening with one socket mode.
+struct Pair {
+    sockets: Sockets,
+    service: SocketAddr,
+    bare: SocketAddr,
+    expected_len: usize,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _temp: tempfile::TempDir,
+}
+
+async fn start_pair(sockets: Sockets, photo: &str, photo_bytes: &[u8], shutdown: &CancellationToken) -> Pair {
     // The real service, in-process, on a temporary data dir.
     let temp = tempfile::tempdir().expect("temp dir");
     let mut config = profile_image::Config::default();
     config.data_dir = temp.path().join("data");
-    let shutdown = CancellationToken::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = sockets.listener();
     let service_addr = listener.local_addr().expect("addr");
-    let service = tokio::spawn(profile_image::serve(config, listener, shutdown.clone()));
+    let service = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            if let Err(error) = profile_image::serve(config, listener, shutdown).await {
+                eprintln!("service failed: {error}");
+            }
+        }
+    });
 
-    let photo_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus")
-        .join(&photo);
-    let photo_bytes =
-        std::fs::read(&photo_path).unwrap_or_else(|e| panic!("read {}: {e}", photo_path.display()));
     let mut setup = client(connect(service_addr).await);
     for user in 0..USERS {
         setup
@@ -205,7 +244,7 @@ async fn run() {
                 user_id: format!("bench-user-{user}"),
                 source: Some(Source::Image(pb::InlineImage {
                     content_type: "image/jpeg".into(),
-                    data: photo_bytes.clone().into(),
+                    data: photo_bytes.to_vec().into(),
                 })),
                 crop: None,
                 expected_version: None,
@@ -233,16 +272,18 @@ async fn run() {
             "every user has the same photo"
         );
     }
-    println!(
-        "photo {photo} ({} bytes): 256 px rendition {}x{} {} = {expected_len} bytes",
-        photo_bytes.len(),
-        image.width,
-        image.height,
-        image.content_type
-    );
+    if sockets == Sockets::Plain {
+        println!(
+            "photo {photo} ({} bytes): 256 px rendition {}x{} {} = {expected_len} bytes",
+            photo_bytes.len(),
+            image.width,
+            image.height,
+            image.content_type
+        );
+    }
 
-    // The bare server: same builder settings as src/server.rs.
-    let bare_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // The bare server: same builder settings as src/server.rs, same kind of listener.
+    let bare_listener = sockets.listener();
     let bare_addr = bare_listener.local_addr().expect("addr");
     let bare_service = ProfileImageServiceServer::new(Bare {
         response: reference.clone(),
@@ -250,14 +291,58 @@ async fn run() {
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let bare_stop = shutdown.clone();
-    let bare = tokio::spawn(
-        tonic::transport::Server::builder()
+    let bare = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(bare_service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(bare_listener), async move {
                 bare_stop.cancelled().await
-            }),
+            })
+            .await;
+    });
+    Pair {
+        sockets,
+        service: service_addr,
+        bare: bare_addr,
+        expected_len,
+        tasks: vec![service, bare],
+        _temp: temp,
+    }
+}
+
+async fn run() {
+    let seconds: f64 = env_or("GET_BENCH_SECONDS", 3.0);
+    let warmup: f64 = env_or("GET_BENCH_WARMUP_SECONDS", 0.5);
+    let per_channel: usize = env_or("GET_BENCH_TASKS_PER_CHANNEL", 8usize).max(1);
+    let rounds: usize = env_or("GET_BENCH_ROUNDS", 1usize).max(1);
+    let photo: String = env_or(
+        "GET_BENCH_PHOTO",
+        "camera/Reconyx_HC500_Hyperfire.jpg".to_string(),
     );
+    let concurrencies: Vec<usize> = std::env::var("GET_BENCH_CONCURRENCY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16, 64]);
+    let modes: Vec<Sockets> = std::env::var("GET_BENCH_SOCKETS")
+        .unwrap_or_else(|_| "plain,nodelay".into())
+        .split(',')
+        .filter_map(|m| match m.trim() {
+            "plain" => Some(Sockets::Plain),
+            "nodelay" => Some(Sockets::NoDelay),
+            _ => None,
+        })
+        .collect();
+
+    let photo_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(&photo);
+    let photo_bytes = std::fs::read(&photo_path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", photo_path.display()));
+    let shutdown = CancellationToken::new();
+    let mut pairs = Vec::new();
+    for &mode in &modes {
+        pairs.push(start_pair(mode, &photo, &photo_bytes, &shutdown).await);
+    }
 
     println!(
         "{seconds} s measured after {warmup} s warm-up per row; {per_channel} tasks per HTTP/2 channel; \
@@ -269,52 +354,58 @@ async fn run() {
             println!("\nround {}", round + 1);
         }
         println!();
-        println!("| concurrency | target | req/s | p50 ms | p99 ms | max ms | % of bare |");
-        println!("|---:|---|---:|---:|---:|---:|---:|");
+        println!("| concurrency | sockets | target | req/s | p50 ms | p99 ms | max ms | % of bare |");
+        println!("|---:|---|---|---:|---:|---:|---:|---:|");
         for &concurrency in &concurrencies {
-            let mut rows = Vec::new();
-            for target in [Target::Service, Target::Bare] {
-                let addr = match target {
-                    Target::Service => service_addr,
-                    Target::Bare => bare_addr,
-                };
-                let measured = load(
-                    addr,
-                    concurrency,
-                    per_channel,
-                    warmup,
-                    seconds,
-                    expected_len,
-                )
-                .await;
-                rows.push((target, measured));
-            }
-            let bare_rps = rows
-                .iter()
-                .find(|(t, _)| *t == Target::Bare)
-                .map(|(_, m)| m.requests as f64 / m.seconds)
-                .unwrap_or(f64::NAN);
-            for (target, m) in &rows {
-                let rps = m.requests as f64 / m.seconds;
-                println!(
-                    "| {concurrency} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0}% |",
-                    match target {
-                        Target::Service => "service",
-                        Target::Bare => "bare tonic",
-                    },
-                    rps,
-                    ms(m.p50),
-                    ms(m.p99),
-                    ms(m.max),
-                    100.0 * rps / bare_rps
-                );
+            for pair in &pairs {
+                let mut rows = Vec::new();
+                for target in [Target::Service, Target::Bare] {
+                    let addr = match target {
+                        Target::Service => pair.service,
+                        Target::Bare => pair.bare,
+                    };
+                    let measured = load(
+                        addr,
+                        concurrency,
+                        per_channel,
+                        warmup,
+                        seconds,
+                        pair.expected_len,
+                    )
+                    .await;
+                    rows.push((target, measured));
+                }
+                let bare_rps = rows
+                    .iter()
+                    .find(|(t, _)| *t == Target::Bare)
+                    .map(|(_, m)| m.requests as f64 / m.seconds)
+                    .unwrap_or(f64::NAN);
+                for (target, m) in &rows {
+                    let rps = m.requests as f64 / m.seconds;
+                    println!(
+                        "| {concurrency} | {} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0}% |",
+                        pair.sockets.name(),
+                        match target {
+                            Target::Service => "service",
+                            Target::Bare => "bare tonic",
+                        },
+                        rps,
+                        ms(m.p50),
+                        ms(m.p99),
+                        ms(m.max),
+                        100.0 * rps / bare_rps
+                    );
+                }
             }
         }
     }
 
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(30), service).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), bare).await;
+    for pair in pairs {
+        for task in pair.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -156,6 +156,18 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU time of a process so far, in ms (from /proc/PID/stat).
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let clk_tck = 100.0; // USER_HZ on Linux
+    (ticks(11) + ticks(12)) * 1e3 / clk_tck
+}
+
 /// Soft RLIMIT_NOFILE of this process, from /proc/self/limits.
 fn nofile_soft_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -362,6 +374,8 @@ async fn run() {
     let fds = server.open_fds();
 
     // The changes.
+    let cpu_server_start = cpu_ms(server.pid());
+    let cpu_self_start = cpu_ms(std::process::id());
     let mut sent = Vec::with_capacity(changes); // (version, sent at, replied at)
     let mut next = Instant::now();
     for k in 0..changes {
@@ -377,6 +391,8 @@ async fn run() {
     while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let cpu_server = cpu_ms(server.pid()) - cpu_server_start;
+    let cpu_self = cpu_ms(std::process::id()) - cpu_self_start;
     let rss_after_changes = server.rss_kib();
     let hwm = proc_status_kib(server.pid(), "VmHWM:");
 
@@ -465,6 +481,12 @@ async fn run() {
     println!(
         "deliveries: {} of {expected} ({missing} missing; {early} arrived before the write's reply, counted as 0 from reply)",
         per_delivery_reply.len()
+    );
+    println!(
+        "CPU during the changes: server {:.0} ms per change ({:.1} µs per delivery), this load generator {:.0} ms per change",
+        cpu_server / changes as f64,
+        cpu_server * 1e3 / expected as f64,
+        cpu_self / changes as f64
     );
     println!();
     let per = |kib: u64| kib as f64 * 1024.0 / watchers as f64;

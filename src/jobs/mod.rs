@@ -171,11 +171,6 @@ impl Downloads {
     }
 
     async fn run(&self, user: &UserId, mut job: DownloadJob, cancel: &CancellationToken) {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return,
-            permit = self.inner.permits.acquire() => permit,
-        };
-        let Ok(_permit) = permit else { return };
         // A job resumed after a crash may have stopped while PROCESSING.
         match self.set_status(user, &job, STATUS_DOWNLOADING).await {
             Ok(true) => {}
@@ -186,7 +181,14 @@ impl Downloads {
             }
         }
         loop {
+            // A download slot is held for one attempt only, not through the retry wait.
+            let permit = tokio::select! {
+                _ = cancel.cancelled() => return,
+                permit = self.inner.permits.acquire() => permit,
+            };
+            let Ok(permit) = permit else { return };
             let outcome = self.attempt(user, &job, cancel).await;
+            drop(permit);
             let result = match outcome {
                 Outcome::Done | Outcome::Cancelled => return,
                 Outcome::Failed { reason, message } => {
