@@ -221,7 +221,12 @@ struct Pair {
     _temp: tempfile::TempDir,
 }
 
-async fn start_pair(sockets: Sockets, photo: &str, photo_bytes: &[u8], shutdown: &CancellationToken) -> Pair {
+async fn start_pair(
+    sockets: Sockets,
+    photo: &str,
+    photo_bytes: &[u8],
+    shutdown: &CancellationToken,
+) -> Pair {
     // The real service, in-process, on a temporary data dir.
     let temp = tempfile::tempdir().expect("temp dir");
     let mut config = profile_image::Config::default();
@@ -336,8 +341,8 @@ async fn run() {
     let photo_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/corpus")
         .join(&photo);
-    let photo_bytes = std::fs::read(&photo_path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", photo_path.display()));
+    let photo_bytes =
+        std::fs::read(&photo_path).unwrap_or_else(|e| panic!("read {}: {e}", photo_path.display()));
     let shutdown = CancellationToken::new();
     let mut pairs = Vec::new();
     for &mode in &modes {
@@ -354,7 +359,9 @@ async fn run() {
             println!("\nround {}", round + 1);
         }
         println!();
-        println!("| concurrency | sockets | target | req/s | p50 ms | p99 ms | max ms | % of bare |");
+        println!(
+            "| concurrency | sockets | target | req/s | p50 ms | p99 ms | max ms | % of bare |"
+        );
         println!("|---:|---|---|---:|---:|---:|---:|---:|");
         for &concurrency in &concurrencies {
             for pair in &pairs {

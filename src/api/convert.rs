@@ -39,7 +39,7 @@ pub fn output_format(raw: i32) -> Result<OutputFormat> {
     }
 }
 
-pub fn profile_image(view: ProfileView) -> pb::ProfileImage {
+pub fn profile_image(view: &ProfileView) -> pb::ProfileImage {
     let ProfileView {
         user_id,
         record,
@@ -55,10 +55,10 @@ pub fn profile_image(view: ProfileView) -> pb::ProfileImage {
         source_url: record.source_url.clone(),
         create_time: timestamp(record.create_time_ms),
         update_time: timestamp(record.update_time_ms),
-        failure: failure(&record),
+        failure: failure(record),
         ..Default::default()
     };
-    if let Some(media) = &media {
+    if let Some(media) = media {
         out.crop = Some(crop_rect(media));
         out.original_width = media.width;
         out.original_height = media.height;
@@ -69,14 +69,15 @@ pub fn profile_image(view: ProfileView) -> pb::ProfileImage {
     out
 }
 
-fn fill_image(out: &mut pb::ProfileImage, image: ServedImage) {
+fn fill_image(out: &mut pb::ProfileImage, image: &ServedImage) {
     out.content_type = image.format.content_type().to_owned();
     out.width = image.edge;
     out.height = image.edge;
     out.size_bytes = image.size_bytes;
-    out.etag = image.etag;
+    out.etag = image.etag.clone();
     out.placeholder = image.placeholder;
-    out.data = image.data.unwrap_or_default();
+    // Bytes is reference counted: this does not copy the image.
+    out.data = image.data.clone().unwrap_or_default();
 }
 
 fn failure(record: &ProfileRecord) -> Option<pb::Failure> {
@@ -131,7 +132,7 @@ pub fn watch_event(event: &Event) -> pb::WatchStatusResponse {
         sequence: event.sequence,
         r#type: kind as i32,
         user_id: event.user_id.as_str().to_owned(),
-        profile_image: event.state.clone().map(profile_image),
+        profile_image: event.state.as_ref().map(profile_image),
         time: timestamp(event.time_ms),
     }
 }

@@ -50,7 +50,7 @@ impl ProfileImageService for ProfileImageApi {
         };
         let view = self.profiles.get(&user, wanted).await?;
         Ok(Response::new(pb::GetProfileImageResponse {
-            profile_image: Some(convert::profile_image(view)),
+            profile_image: Some(convert::profile_image(&view)),
         }))
     }
 
@@ -90,7 +90,7 @@ impl ProfileImageService for ProfileImageApi {
             None => return Err(Error::missing("source").into()),
         };
         Ok(Response::new(pb::SetProfileImageResponse {
-            profile_image: Some(convert::profile_image(view)),
+            profile_image: Some(convert::profile_image(&view)),
         }))
     }
 
@@ -132,7 +132,7 @@ impl ProfileImageService for ProfileImageApi {
         };
         let view = self.profiles.set_image(&user, image).await?;
         Ok(Response::new(pb::UploadProfileImageResponse {
-            profile_image: Some(convert::profile_image(view)),
+            profile_image: Some(convert::profile_image(&view)),
         }))
     }
 
@@ -148,7 +148,7 @@ impl ProfileImageService for ProfileImageApi {
             .crop(&user, crop, convert::expected(request.expected_version))
             .await?;
         Ok(Response::new(pb::CropProfileImageResponse {
-            profile_image: Some(convert::profile_image(view)),
+            profile_image: Some(convert::profile_image(&view)),
         }))
     }
 
