@@ -16,14 +16,12 @@
 //!   GET_BENCH_TASKS_PER_CHANNEL  tasks sharing one HTTP/2 connection          [8]
 //!   GET_BENCH_ROUNDS             repeat the whole table                       [1]
 //!   GET_BENCH_PHOTO              corpus file uploaded   [camera/Reconyx_HC500_Hyperfire.jpg]
-//!   GET_BENCH_SOCKETS            listener kinds, comma-separated              [plain,nodelay]
+//!   GET_BENCH_SOCKETS            listener kinds, comma-separated              [nodelay]
 //!
-//! Socket modes: `plain` is a plain TcpListener handed to `serve` (what `profile-image
-//! serve` does today); tonic ignores `Server::tcp_nodelay(true)` for such a caller-made
-//! incoming stream, so accepted sockets keep Nagle on and small writes can wait ~40 ms
-//! for a delayed ACK. `nodelay` sets TCP_NODELAY on the listening socket, which Linux
-//! copies to accepted sockets: what a fixed src/server.rs would give. Each mode has its
-//! own service and bare server, and "% of bare" compares within a mode.
+//! Socket modes: `nodelay` (the default) sets TCP_NODELAY on the listening socket, which
+//! Linux copies to accepted sockets, for the bare server; the service sets it on accepted
+//! connections itself. `plain` leaves Nagle on for the bare server, to show what the
+//! ~40 ms delayed-ACK stall looks like. "% of bare" compares within a mode.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -329,7 +327,7 @@ async fn run() {
         .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 4, 16, 64]);
     let modes: Vec<Sockets> = std::env::var("GET_BENCH_SOCKETS")
-        .unwrap_or_else(|_| "plain,nodelay".into())
+        .unwrap_or_else(|_| "nodelay".into())
         .split(',')
         .filter_map(|m| match m.trim() {
             "plain" => Some(Sockets::Plain),
