@@ -227,8 +227,10 @@ async fn start_pair(
 ) -> Pair {
     // The real service, in-process, on a temporary data dir.
     let temp = tempfile::tempdir().expect("temp dir");
-    let mut config = profile_image::Config::default();
-    config.data_dir = temp.path().join("data");
+    let config = profile_image::Config {
+        data_dir: temp.path().join("data"),
+        ..Default::default()
+    };
     let listener = sockets.listener();
     let service_addr = listener.local_addr().expect("addr");
     let service = tokio::spawn({

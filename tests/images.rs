@@ -194,6 +194,11 @@ async fn hostile_files_get_clean_errors_and_the_server_keeps_serving() {
             jpeg[..jpeg.len() / 3].to_vec(),
             "invalid-file-format",
         ),
+        (
+            "truncated camera jpeg",
+            camera[..camera.len() / 2].to_vec(),
+            "invalid-file-format",
+        ),
         ("zero bytes", Vec::new(), "invalid-file-format"),
         ("random bytes", random, "invalid-file-format"),
         (
