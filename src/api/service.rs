@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 
-use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -205,9 +205,8 @@ impl ProfileImageService for ProfileImageApi {
             until_complete: request.until_complete,
             after_sequence: (request.after_sequence > 0).then_some(request.after_sequence),
         };
-        let events =
-            watch::spawn_watcher(self.profiles.clone(), watch_request, self.shutdown.clone())?;
-        let stream = ReceiverStream::new(events).map(|event| Ok(convert::watch_event(&event)));
+        let events = watch::watch(self.profiles.clone(), watch_request, self.shutdown.clone())?;
+        let stream = events.map(|event| Ok(convert::watch_event(&event)));
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -4,4 +4,4 @@ mod hub;
 mod watcher;
 
 pub use hub::{Event, EventKind, Hub, Subscription};
-pub use watcher::{WatchRequest, spawn as spawn_watcher};
+pub use watcher::{WatchRequest, WatchStream, watch};

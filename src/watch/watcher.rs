@@ -1,21 +1,25 @@
-//! One WatchStatus stream: a task that sends a snapshot (or a replay), then live events,
-//! into a bounded channel, and stops when the client goes away, the state completes
-//! (`until_complete`) or the server shuts down.
+//! One WatchStatus stream: the snapshot (or a replay), then live events, ending when the
+//! state completes (`until_complete`), the server shuts down, or the client goes away
+//! (the stream is dropped, and with it the subscription).
+//!
+//! The stream is polled directly by the transport: no task or channel per watcher, so a
+//! delivery costs one wake-up, and a watcher costs only its broadcast receiver.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_util::sync::CancellationToken;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::Result;
 use crate::model::{UserId, now_millis};
 use crate::profiles::ProfileImages;
 use crate::store::records::{STATUS_FAILED, STATUS_READY};
 use crate::watch::{Event, EventKind};
-
-/// Messages buffered per watcher; a client slower than this waits in its own channel
-/// only, never in the writers' path.
-const WATCHER_BUFFER: usize = 8;
 
 /// What a watcher asked for.
 #[derive(Debug, Clone)]
@@ -27,77 +31,43 @@ pub struct WatchRequest {
     pub after_sequence: Option<u64>,
 }
 
-/// Starts a watcher; events arrive on the returned channel, which closes when the stream
-/// is over.
-pub fn spawn(
+/// Starts watching: subscribes first, then reads the snapshot (or collects the replay),
+/// so that no event falls between the two.
+pub fn watch(
     profiles: ProfileImages,
     request: WatchRequest,
     shutdown: CancellationToken,
-) -> Result<mpsc::Receiver<Arc<Event>>> {
+) -> Result<WatchStream> {
     let subscription = profiles.events().subscribe(request.after_sequence)?;
-    let (sender, receiver) = mpsc::channel(WATCHER_BUFFER);
-    let watcher = Watcher {
+    let mut stream = WatchStream {
+        initial: VecDeque::new(),
+        live: BroadcastStream::new(subscription.receiver),
+        shutdown: Box::pin(shutdown.cancelled_owned()),
+        last_sent: subscription.last_sequence,
+        finished: false,
         profiles,
         request,
-        sender,
-        shutdown,
     };
-    tokio::spawn(watcher.run(subscription));
-    Ok(receiver)
+    stream.initial = match subscription.replay {
+        Some(events) => events.into_iter().filter(|e| stream.wants(e)).collect(),
+        None => VecDeque::from([stream.snapshot(subscription.last_sequence)?]),
+    };
+    Ok(stream)
 }
 
-struct Watcher {
+pub struct WatchStream {
+    /// The snapshot or the replayed events, sent before live ones.
+    initial: VecDeque<Arc<Event>>,
+    live: BroadcastStream<Arc<Event>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Live events at or below this were already covered by the snapshot or replay.
+    last_sent: u64,
+    finished: bool,
     profiles: ProfileImages,
     request: WatchRequest,
-    sender: mpsc::Sender<Arc<Event>>,
-    shutdown: CancellationToken,
 }
 
-impl Watcher {
-    async fn run(self, subscription: crate::watch::Subscription) {
-        let mut receiver = subscription.receiver;
-        let mut last_sent = subscription.last_sequence;
-        let start = match subscription.replay {
-            Some(events) => events.into_iter().filter(|e| self.wants(e)).collect(),
-            None => match self.snapshot(subscription.last_sequence) {
-                Ok(snapshot) => vec![snapshot],
-                Err(error) => {
-                    tracing::warn!(%error, "watcher could not read the snapshot");
-                    return;
-                }
-            },
-        };
-        for event in start {
-            last_sent = last_sent.max(event.sequence);
-            if !self.send(event.clone()).await || self.complete(&event) {
-                return;
-            }
-        }
-        loop {
-            let received = tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = self.sender.closed() => return,
-                received = receiver.recv() => received,
-            };
-            let event = match received {
-                Ok(event) if event.sequence > last_sent && self.wants(&event) => event,
-                Ok(_) => continue,
-                // Fell behind: what was missed is replaced by the current state.
-                Err(RecvError::Lagged(_)) => {
-                    match self.snapshot(self.profiles.events().last_sequence()) {
-                        Ok(snapshot) => snapshot,
-                        Err(_) => return,
-                    }
-                }
-                Err(RecvError::Closed) => return,
-            };
-            last_sent = last_sent.max(event.sequence);
-            if !self.send(event.clone()).await || self.complete(&event) {
-                return;
-            }
-        }
-    }
-
+impl WatchStream {
     fn wants(&self, event: &Event) -> bool {
         self.request
             .user
@@ -121,7 +91,7 @@ impl Watcher {
         }))
     }
 
-    fn complete(&self, event: &Event) -> bool {
+    fn completes(&self, event: &Event) -> bool {
         self.request.until_complete
             && self.request.user.is_some()
             && event
@@ -130,10 +100,42 @@ impl Watcher {
                 .is_none_or(|view| matches!(view.record.status, STATUS_READY | STATUS_FAILED))
     }
 
-    async fn send(&self, event: Arc<Event>) -> bool {
-        tokio::select! {
-            _ = self.shutdown.cancelled() => false,
-            sent = self.sender.send(event) => sent.is_ok(),
+    fn next_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<Arc<Event>>> {
+        loop {
+            match ready!(Pin::new(&mut self.live).poll_next(cx)) {
+                None => return Poll::Ready(None),
+                Some(Ok(event)) if event.sequence > self.last_sent && self.wants(&event) => {
+                    return Poll::Ready(Some(event));
+                }
+                Some(Ok(_)) => {}
+                // Fell behind: what was missed is replaced by the current state.
+                Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
+                    let sequence = self.profiles.events().last_sequence();
+                    return Poll::Ready(self.snapshot(sequence).ok());
+                }
+            }
         }
+    }
+}
+
+impl Stream for WatchStream {
+    type Item = Arc<Event>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished || self.shutdown.as_mut().poll(cx).is_ready() {
+            self.finished = true;
+            return Poll::Ready(None);
+        }
+        let next = match self.initial.pop_front() {
+            Some(event) => Some(event),
+            None => ready!(self.next_live(cx)),
+        };
+        let Some(event) = next else {
+            self.finished = true;
+            return Poll::Ready(None);
+        };
+        self.last_sent = self.last_sent.max(event.sequence);
+        self.finished = self.completes(&event);
+        Poll::Ready(Some(event))
     }
 }
