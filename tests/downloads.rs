@@ -108,14 +108,7 @@ async fn url_set_replies_at_once_then_becomes_ready() {
         (ready.version, ready.width, ready.source),
         (accepted.version, 427, pb::Source::Url as i32)
     );
-    let listed = client
-        .list_media(pb::ListMediaRequest {
-            user_id: "ann".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let listed = listed.into_inner().media;
+    let listed = list_media(&mut client, "ann").await;
     assert_eq!(
         (listed.len(), listed[0].source_url.as_str()),
         (1, url.as_str())
@@ -138,13 +131,7 @@ async fn invalid_urls_are_rejected_before_the_reply() {
         let status = set_url(&mut client, "bea", url).await.unwrap_err();
         assert_violation(&status, "url", "invalid-url");
     }
-    assert_eq!(
-        get(&mut client, "bea", 0, ImageFormat::Unspecified)
-            .await
-            .unwrap_err()
-            .code(),
-        tonic::Code::NotFound
-    );
+    assert_no_image(&mut client, "bea").await;
 }
 
 #[tokio::test]
@@ -288,21 +275,9 @@ async fn a_newer_set_supersedes_a_running_download() {
     set_url(&mut client, "fay", &origin.url("/slow/photos/rocket.jpg"))
         .await
         .unwrap();
-    client
-        .delete_profile_image(pb::DeleteProfileImageRequest {
-            user_id: "fay".into(),
-            expected_version: None,
-        })
-        .await
-        .unwrap();
+    delete_profile(&mut client, "fay").await.unwrap();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(
-        get(&mut client, "fay", 0, ImageFormat::Unspecified)
-            .await
-            .unwrap_err()
-            .code(),
-        tonic::Code::NotFound
-    );
+    assert_no_image(&mut client, "fay").await;
 }
 
 #[tokio::test]

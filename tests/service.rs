@@ -571,28 +571,9 @@ async fn delete_profile_image_keeps_the_media_item() {
     let set = set_inline(&mut client, "olga", corpus_bytes(ROCKET))
         .await
         .unwrap();
-    client
-        .delete_profile_image(pb::DeleteProfileImageRequest {
-            user_id: "olga".into(),
-            expected_version: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        get(&mut client, "olga", 0, ImageFormat::Unspecified)
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
-    let listed = client
-        .list_media(pb::ListMediaRequest {
-            user_id: "olga".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let listed = listed.into_inner().media;
+    delete_profile(&mut client, "olga").await.unwrap();
+    assert_no_image(&mut client, "olga").await;
+    let listed = list_media(&mut client, "olga").await;
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].media_id.as_str(), listed[0].active),
@@ -638,13 +619,7 @@ async fn delete_media_removes_it_and_the_profile_image_when_active() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        get(&mut client, "pat", 0, ImageFormat::Unspecified)
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
+    assert_no_image(&mut client, "pat").await;
     let listed = client
         .list_media(pb::ListMediaRequest {
             user_id: "pat".into(),

@@ -69,13 +69,7 @@ async fn snapshot_first_then_every_change_in_order() {
         expected_version: None,
     };
     client.crop_profile_image(request).await.unwrap();
-    client
-        .delete_profile_image(pb::DeleteProfileImageRequest {
-            user_id: "una".into(),
-            expected_version: None,
-        })
-        .await
-        .unwrap();
+    delete_profile(&mut client, "una").await.unwrap();
 
     let received = [
         next(&mut events).await,
@@ -162,13 +156,7 @@ async fn after_sequence_replays_what_was_missed() {
         .unwrap();
     let seen = next(&mut first).await;
     drop(first); // the client disconnects
-    client
-        .delete_profile_image(pb::DeleteProfileImageRequest {
-            user_id: "xan".into(),
-            expected_version: None,
-        })
-        .await
-        .unwrap();
+    delete_profile(&mut client, "xan").await.unwrap();
     set_inline(&mut client, "xan", corpus_bytes("photos/astronaut.png"))
         .await
         .unwrap();

@@ -314,3 +314,35 @@ pub async fn health(server: &Server, service: &str) -> i32 {
         .into_inner()
         .status
 }
+
+/// Asserts that Get answers NOT_FOUND: the user has no profile image.
+pub async fn assert_no_image(client: &mut Client, user: &str) {
+    let status = get(client, user, 0, pb::ImageFormat::Unspecified)
+        .await
+        .expect_err("no image");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+}
+
+/// The first page (up to 1000) of the user's media, newest first.
+pub async fn list_media(client: &mut Client, user: &str) -> Vec<pb::Media> {
+    let request = pb::ListMediaRequest {
+        user_id: user.into(),
+        page_size: 1000,
+        page_token: String::new(),
+    };
+    client
+        .list_media(request)
+        .await
+        .expect("list media")
+        .into_inner()
+        .media
+}
+
+/// DeleteProfileImage without a version precondition.
+pub async fn delete_profile(client: &mut Client, user: &str) -> Result<(), tonic::Status> {
+    let request = pb::DeleteProfileImageRequest {
+        user_id: user.into(),
+        expected_version: None,
+    };
+    client.delete_profile_image(request).await.map(|_| ())
+}
