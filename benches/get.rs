@@ -23,6 +23,10 @@
 //! connections itself. `plain` leaves Nagle on for the bare server, to show what the
 //! ~40 ms delayed-ACK stall looks like. "% of bare" compares within a mode.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::env_or;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -44,27 +48,8 @@ const USERS: usize = 8;
 const SIZE: u32 = 256;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument that is not "get" skips us.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if !args.is_empty() && !args.iter().any(|a| "get".contains(a.as_str())) {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    support::run_unless_filtered_out("get", run);
 }
 
 /// The bare server: every Get answers the same prebuilt response from memory.

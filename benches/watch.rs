@@ -17,6 +17,10 @@
 //!   WATCH_BENCH_CHANGES              changes made                              [20]
 //!   WATCH_BENCH_SPACING_MS           time between the starts of two changes    [200]
 
+#[path = "support/mod.rs"]
+mod support;
+use support::env_or;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,26 +39,8 @@ const PHOTO: &str = "photos/chelsea.png"; // 451 x 300
 
 type Client = ProfileImageServiceClient<Channel>;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if !args.is_empty() && !args.iter().any(|a| "watch".contains(a.as_str())) {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    support::run_unless_filtered_out("watch", run);
 }
 
 /// The server process; killed on drop.

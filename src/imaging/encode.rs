@@ -52,29 +52,28 @@ fn encode_jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, ImagingError> {
 
 fn encode_png(raster: &Raster) -> Result<Vec<u8>, ImagingError> {
     let mut out = Vec::new();
-    PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
+    let encoder =
+        PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive);
+    write_raster(encoder, raster)?;
+    Ok(out)
+}
+
+fn write_raster(encoder: impl ImageEncoder, raster: &Raster) -> Result<(), ImagingError> {
+    encoder
         .write_image(
             &raster.data,
             raster.width,
             raster.height,
             extended_color(raster.channels),
         )
-        .map_err(|_| encode_failed())?;
-    Ok(out)
+        .map_err(|_| encode_failed())
 }
 
 /// `image` only ships a lossless WebP encoder (lossy needs libwebp, a C
 /// library); fine for avatar-sized renditions.
 fn encode_webp(raster: &Raster) -> Result<Vec<u8>, ImagingError> {
     let mut out = Vec::new();
-    WebPEncoder::new_lossless(&mut out)
-        .write_image(
-            &raster.data,
-            raster.width,
-            raster.height,
-            extended_color(raster.channels),
-        )
-        .map_err(|_| encode_failed())?;
+    write_raster(WebPEncoder::new_lossless(&mut out), raster)?;
     Ok(out)
 }
 

@@ -1,0 +1,28 @@
+//! What the bench binaries share: their `main` plumbing and env-var knobs.
+
+use std::future::Future;
+
+/// The value of env var `name` parsed as `T`, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `bench` on a multi-threaded runtime, unless `cargo bench FILTER` names another
+/// bench (`cargo bench` passes `--bench` and the filter to every bench binary).
+pub fn run_unless_filtered_out<F: Future<Output = ()>>(name: &str, bench: impl FnOnce() -> F) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench());
+}
