@@ -19,7 +19,7 @@
 
 #[path = "support/mod.rs"]
 mod support;
-use support::env_or;
+use support::{connect, env_or};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -185,22 +185,6 @@ fn ensure_nofile(wanted: u64) {
              use fewer channels or raise `ulimit -n`"
         );
     }
-}
-
-async fn connect(addr: SocketAddr) -> Channel {
-    let mut last = None;
-    for _ in 0..100 {
-        match Channel::from_shared(format!("http://{addr}"))
-            .expect("url")
-            .connect()
-            .await
-        {
-            Ok(channel) => return channel,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("could not connect to {addr}: {last:?}");
 }
 
 fn client(channel: Channel) -> Client {

@@ -32,12 +32,7 @@ async fn set_url(
         source: Some(pb::set_profile_image_request::Source::Url(url.into())),
         ..Default::default()
     };
-    Ok(client
-        .set_profile_image(request)
-        .await?
-        .into_inner()
-        .profile_image
-        .expect("profile_image"))
+    set_profile(client, request).await
 }
 
 /// Watches `user` until the state is complete; returns every message.

@@ -1,6 +1,10 @@
 //! What the bench binaries share: their `main` plumbing and env-var knobs.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic::transport::Channel;
 
 /// The value of env var `name` parsed as `T`, or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -25,4 +29,21 @@ pub fn run_unless_filtered_out<F: Future<Output = ()>>(name: &str, bench: impl F
         .build()
         .expect("tokio runtime");
     runtime.block_on(bench());
+}
+
+/// Connects to a server that may still be starting.
+pub async fn connect(addr: SocketAddr) -> Channel {
+    let mut last = None;
+    for _ in 0..100 {
+        match Channel::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
+            .await
+        {
+            Ok(channel) => return channel,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("could not connect to {addr}: {last:?}");
 }

@@ -102,10 +102,6 @@ impl ProfileImages {
         &self.inner.processor
     }
 
-    pub fn max_upload_bytes(&self) -> u64 {
-        self.inner.max_upload_bytes
-    }
-
     /// A new upload buffer that enforces the size limit while bytes arrive.
     pub fn upload_buffer(&self, declared_size: u64) -> Result<UploadBuffer> {
         UploadBuffer::new(self.inner.max_upload_bytes, declared_size)

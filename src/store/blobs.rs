@@ -106,16 +106,6 @@ impl BlobStore {
         Ok(deleted)
     }
 
-    /// Settles the given hashes: deletes their chunks if they ended up unreferenced.
-    pub fn settle(&self, hashes: impl IntoIterator<Item = Vec<u8>>) -> Result<()> {
-        for hash in hashes {
-            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
-                self.settle_one(hash)?;
-            }
-        }
-        Ok(())
-    }
-
     fn settle_one(&self, hash: [u8; 32]) -> Result<bool> {
         // Holding the pin lock while deleting means no request can pin (and so rewrite)
         // this hash half way through the deletion.

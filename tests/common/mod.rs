@@ -202,6 +202,14 @@ pub async fn set_inline_with(
         crop,
         expected_version,
     };
+    set_profile(client, request).await
+}
+
+/// SetProfileImage; the new state.
+pub async fn set_profile(
+    client: &mut Client,
+    request: pb::SetProfileImageRequest,
+) -> Result<pb::ProfileImage, tonic::Status> {
     Ok(client
         .set_profile_image(request)
         .await?
