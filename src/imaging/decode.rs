@@ -17,13 +17,16 @@ use zune_jpeg::zune_core::options::DecoderOptions;
 use crate::imaging::crop::CropRect;
 use crate::imaging::header::Header;
 use crate::imaging::raster::{Channels, Raster};
+use crate::imaging::resize::SourceSquare;
+use crate::imaging::turbo;
 use crate::imaging::{ImagingError, Limits, SourceFormat};
 
-/// Decoded pixels still in stored orientation, possibly reduced in size.
+/// Decoded pixels, still in stored orientation, and where the requested
+/// crop lies in them: decoders may return fewer pixels than the file holds
+/// (reduced in the DCT domain, or only the region around the crop).
 pub(crate) struct Decoded {
     pub raster: Raster,
-    /// Stored pixels per decoded pixel along each axis (1, 2, 4 or 8).
-    pub scale: u32,
+    pub square: SourceSquare,
 }
 
 /// Decoders are large bodies of parsing code fed with hostile bytes; a panic
@@ -44,79 +47,36 @@ pub(crate) fn decode(
     needed_edge: u32,
     limits: &Limits,
 ) -> Result<Decoded, ImagingError> {
+    let whole = |raster: Raster| Decoded {
+        square: SourceSquare {
+            left: f64::from(stored_crop.x()),
+            top: f64::from(stored_crop.y()),
+            size: f64::from(stored_crop.size()),
+        },
+        raster,
+    };
     match format {
-        SourceFormat::Jpeg => decode_jpeg(bytes, header, stored_crop, needed_edge, limits),
-        other => Ok(Decoded {
-            raster: Raster::from_dynamic(decode_with_image(bytes, other, limits)?)?,
-            scale: 1,
-        }),
-    }
-}
-
-/// Largest DCT scaling denominator that still leaves the crop at least
-/// `needed_edge` pixels wide, so the final resize only ever shrinks.
-pub(crate) fn jpeg_scale(crop_size: u32, needed_edge: u32) -> u32 {
-    [8u32, 4, 2]
-        .into_iter()
-        .find(|&s| u64::from(crop_size) >= u64::from(needed_edge) * u64::from(s))
-        .unwrap_or(1)
-}
-
-fn decode_jpeg(
-    bytes: &[u8],
-    header: &Header,
-    stored_crop: &CropRect,
-    needed_edge: u32,
-    limits: &Limits,
-) -> Result<Decoded, ImagingError> {
-    let scale = jpeg_scale(stored_crop.size(), needed_edge);
-    if scale > 1 {
-        // Any refusal from the scaling decoder (unusual colour model,
-        // quirks it is stricter about) falls through to the full decoder.
-        if let Some(raster) = decode_jpeg_scaled(bytes, header, scale, limits) {
-            return Ok(Decoded { raster, scale });
+        SourceFormat::Jpeg => {
+            match turbo::decode(
+                bytes,
+                header.width,
+                header.height,
+                stored_crop,
+                needed_edge,
+                limits,
+            ) {
+                Ok(decoded) => Ok(decoded),
+                // libjpeg-turbo refuses CMYK/YCCK output to RGB, and any
+                // warning; the strict pure-Rust decoder gets the last word.
+                Err(reason) => {
+                    tracing::debug!(%reason, "libjpeg-turbo declined; trying zune-jpeg");
+                    decode_jpeg_full(bytes, limits).map(whole)
+                }
+            }
         }
-    }
-    Ok(Decoded {
-        raster: decode_jpeg_full(bytes, limits)?,
-        scale: 1,
-    })
-}
-
-/// jpeg-decoder can run a reduced-size IDCT (1/2, 1/4, 1/8), which for a
-/// 12 MP photo saves most of the IDCT, upsampling and colour-conversion work
-/// and three quarters (or more) of the output memory.
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    header: &Header,
-    scale: u32,
-    limits: &Limits,
-) -> Option<Raster> {
-    use jpeg_decoder::PixelFormat;
-
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.set_max_decoding_buffer_size(
-        usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
-    );
-    decoder.read_info().ok()?;
-    let info = decoder.info()?;
-    if !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8)
-        || (u32::from(info.width), u32::from(info.height)) != (header.width, header.height)
-    {
-        return None;
-    }
-    let want_w = u16::try_from(header.width.div_ceil(scale)).ok()?;
-    let want_h = u16::try_from(header.height.div_ceil(scale)).ok()?;
-    // The decoder picks its own factor from the request; only accept the
-    // result if it is exactly the factor the crop mapping assumes.
-    if decoder.scale(want_w, want_h).ok()? != (want_w, want_h) {
-        return None;
-    }
-    let pixels = decoder.decode().ok()?;
-    let (w, h) = (u32::from(want_w), u32::from(want_h));
-    match info.pixel_format {
-        PixelFormat::L8 => Raster::from_luma(w, h, &pixels).ok(),
-        _ => Raster::new(w, h, Channels::Rgb, pixels).ok(),
+        other => Ok(whole(Raster::from_dynamic(decode_with_image(
+            bytes, other, limits,
+        )?)?)),
     }
 }
 

@@ -5,11 +5,11 @@
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder};
-use jpeg_encoder::{ColorType, Encoder};
 
 use crate::imaging::decode::{decode_with_image, guarded};
 use crate::imaging::raster::{Channels, Raster};
 use crate::imaging::sniff::sniff;
+use crate::imaging::turbo;
 use crate::imaging::{ImageFormat, ImagingError, Limits};
 
 fn encode_failed() -> ImagingError {
@@ -38,16 +38,8 @@ fn extended_color(channels: Channels) -> ExtendedColorType {
     }
 }
 
-/// jpeg-encoder (AVX2 colour conversion and DCT) is several times faster
-/// than `image`'s JPEG encoder, which matters for five renditions per upload.
 fn encode_jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, ImagingError> {
-    let width = u16::try_from(raster.width).map_err(|_| encode_failed())?;
-    let height = u16::try_from(raster.height).map_err(|_| encode_failed())?;
-    let mut out = Vec::with_capacity(raster.data.len() / 8);
-    Encoder::new(&mut out, quality.clamp(1, 100))
-        .encode(&raster.data, width, height, ColorType::Rgb)
-        .map_err(|_| encode_failed())?;
-    Ok(out)
+    turbo::encode_rgb(raster, quality)
 }
 
 fn encode_png(raster: &Raster) -> Result<Vec<u8>, ImagingError> {

@@ -17,6 +17,7 @@ mod placeholder;
 mod raster;
 mod resize;
 mod sniff;
+mod turbo;
 
 pub use crop::CropRect;
 pub use encode::transcode;
@@ -216,17 +217,11 @@ fn run_pipeline(
     let stored_crop =
         orient::crop_to_stored(header.orientation, &crop, header.width, header.height)?;
 
-    let Decoded { raster, scale } =
+    let Decoded { raster, square } =
         decode::decode(bytes, format, &header, &stored_crop, largest, limits)?;
     let has_alpha = raster.channels == Channels::Rgba;
 
     let mut shrinker = Shrinker::new();
-    let scale = f64::from(scale);
-    let square = SourceSquare {
-        left: f64::from(stored_crop.x()) / scale,
-        top: f64::from(stored_crop.y()) / scale,
-        size: f64::from(stored_crop.size()) / scale,
-    };
     let top = shrinker.shrink(&raster, square, largest)?;
     drop(raster);
     let top = orient::apply(top, header.orientation)?;
@@ -307,9 +302,10 @@ mod tests {
         png
     }
 
+    /// A smooth gradient (red = 2x, green = 3y) that lossy encoding keeps.
     fn encoded_png(width: u32, height: u32) -> Vec<u8> {
         let data = (0..width * height)
-            .flat_map(|i| [(i % 251) as u8, (i / width) as u8, 90])
+            .flat_map(|i| [(2 * (i % width)) as u8, (3 * (i / width)) as u8, 90])
             .collect();
         let raster = raster::Raster::new(width, height, Channels::Rgb, data).expect("raster");
         encode::encode(&raster, ImageFormat::Png, 90).expect("png")
@@ -562,9 +558,19 @@ mod tests {
         );
         let img = decode_rgba(&out.renditions[0].bytes);
         assert_eq!(img.dimensions(), (50, 50));
-        // Pixel (0,0) of the rendition is source pixel (20,10): red = i % 251.
-        let expected_red: i32 = (10 * 100 + 20) % 251;
-        assert!((i32::from(img.get_pixel(0, 0)[0]) - expected_red).abs() < 12);
+        // Rendition pixel (x, y) is source pixel (20 + x, 10 + y), whose red
+        // is twice its column and green three times its row.
+        for (x, y) in [(0u32, 0u32), (25, 25), (49, 49)] {
+            let got = img.get_pixel(x, y);
+            let want = [2 * (20 + x), 3 * (10 + y)];
+            for (channel, want) in want.into_iter().enumerate() {
+                let diff = (i64::from(got[channel]) - i64::from(want)).abs();
+                assert!(
+                    diff < 8,
+                    "({x},{y}): got {got:?}, want {want} in channel {channel}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -654,5 +660,52 @@ mod tests {
             (out.source_format, out.width, out.height),
             (SourceFormat::Webp, 120, 90)
         );
+    }
+
+    /// Grayscale JPEGs go through libjpeg-turbo's scaled, cropped decode
+    /// (8 px MCUs) and come out as grey RGB with the crop where it belongs.
+    #[test]
+    fn grayscale_jpeg_scaled_and_cropped() {
+        let (w, h) = (1600u32, 1200u32);
+        let luma = image::GrayImage::from_fn(w, h, |x, _| image::Luma([(x * 255 / w) as u8]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(&luma)
+            .expect("encode");
+        let out = process(
+            &jpeg,
+            Some((800, 100, 800)),
+            &Limits::default(),
+            &small_spec(256),
+        )
+        .expect("process");
+        let img = decode_rgba(&out.renditions.last().expect("rendition").bytes);
+        assert_eq!(img.dimensions(), (256, 256));
+        for x in [0u32, 128, 255] {
+            let px = img.get_pixel(x, 128);
+            let want = (800 + x * 800 / 256) * 255 / w;
+            assert!(
+                px[0].abs_diff(px[1]) <= 2 && px[1].abs_diff(px[2]) <= 2,
+                "{px:?}"
+            );
+            assert!(
+                u32::from(px[0]).abs_diff(want) <= 6,
+                "x={x}: {px:?} want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn dct_factor_keeps_the_crop_at_least_as_big_as_needed() {
+        assert_eq!(turbo::dct_eighths(3024, 1024), 3);
+        assert_eq!(turbo::dct_eighths(2048, 1024), 4);
+        assert_eq!(turbo::dct_eighths(1000, 1000), 8);
+        assert_eq!(turbo::dct_eighths(8192, 64), 1);
+        for crop in [100u32, 1023, 1025, 3000, 4032, 8191] {
+            for needed in [64u32, 512, 1024] {
+                let n = turbo::dct_eighths(crop, needed.min(crop));
+                assert!(u64::from(crop) * n as u64 >= u64::from(needed.min(crop)) * 8);
+            }
+        }
     }
 }
