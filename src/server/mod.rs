@@ -3,9 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
+
+mod coalesce;
+
+use coalesce::Coalesced;
 
 use crate::api::ProfileImageApi;
 use crate::config::Config;
@@ -59,7 +64,7 @@ pub async fn serve(
         .add_service(reflection_v1()?)
         .add_service(reflection_v1alpha()?)
         .add_service(service)
-        .serve_with_incoming_shutdown(accept_without_nagle(listener), async move {
+        .serve_with_incoming_shutdown(accept(listener), async move {
             stopping.cancelled().await;
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
             health
@@ -82,11 +87,16 @@ pub async fn serve(
     result
 }
 
-/// Accepted connections with TCP_NODELAY: without it, small responses wait for the
-/// client's delayed ACK (~40 ms). The builder's `tcp_nodelay` does not apply to an
-/// incoming stream we pass in ourselves.
-fn accept_without_nagle(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// Accepted connections with TCP_NODELAY (without it, small responses wait for the
+/// client's delayed ACK, ~40 ms; the builder's `tcp_nodelay` does not apply to an
+/// incoming stream we pass in ourselves), their small writes gathered per scheduling
+/// round by [`Coalesced`] instead.
+fn accept(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Coalesced<TcpStream>>> {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|accepted| accepted.map(Coalesced::new))
 }
 
 async fn grace_expired(shutdown: CancellationToken) {
