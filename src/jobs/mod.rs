@@ -422,7 +422,7 @@ impl Downloads {
     /// Cancels a user's running download as soon as any change gives the user a version
     /// other than the one the download fills.
     fn cancel_superseded_downloads(&self) -> Result<()> {
-        let mut subscription = self.inner.profiles.events().subscribe(None)?;
+        let mut subscription = self.inner.profiles.events().subscribe(None, None)?;
         let inner = Arc::downgrade(&self.inner);
         let shutdown = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {

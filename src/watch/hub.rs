@@ -4,8 +4,12 @@
 //! sequence number is taken and the event is retained and broadcast under one mutex,
 //! so sequence order is publication order. Broadcasting never waits for a watcher: a
 //! watcher that falls behind the channel's capacity is told it lagged and resyncs.
+//!
+//! Each watched user has a channel of its own (created by the first watcher, dropped
+//! once nobody watches), so a change wakes only that user's watchers and the
+//! all-users feed, never every watcher on the server.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -15,8 +19,12 @@ use crate::model::{UserId, now_millis};
 use crate::profiles::ProfileView;
 use crate::store::Store;
 
-/// Watcher channel capacity: how far a watcher may fall behind before it resyncs.
-const BROADCAST_CAPACITY: usize = 1024;
+/// All-users feed capacity: how far a feed watcher may fall behind before it resyncs.
+const FEED_CAPACITY: usize = 1024;
+/// Per-user channel capacity: one user's changes a watcher may be behind on.
+const USER_CAPACITY: usize = 32;
+/// Subscriptions between two sweeps of unwatched users' channels.
+const SWEEP_EVERY: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -50,11 +58,15 @@ pub struct Subscription {
 pub struct Hub {
     store: Store,
     retention: usize,
-    sender: broadcast::Sender<Arc<Event>>,
+    /// Every user's changes.
+    feed: broadcast::Sender<Arc<Event>>,
     window: Mutex<Window>,
 }
 
 struct Window {
+    /// Channels of the users somebody watches (or watched since the last sweep).
+    users: HashMap<UserId, broadcast::Sender<Arc<Event>>>,
+    subscriptions: u64,
     events: VecDeque<Arc<Event>>,
     last_sequence: u64,
     /// Events at or below this sequence can no longer be replayed (evicted, or from
@@ -65,12 +77,14 @@ struct Window {
 impl Hub {
     pub fn new(store: Store, retention: usize) -> Result<Self> {
         let start = store.next_id()?;
-        let (sender, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Ok(Hub {
             store,
             retention: retention.max(1),
-            sender,
+            feed,
             window: Mutex::new(Window {
+                users: HashMap::new(),
+                subscriptions: 0,
                 events: VecDeque::new(),
                 last_sequence: start,
                 forgotten_through: start,
@@ -102,15 +116,34 @@ impl Hub {
             }
         }
         // No receiver is not an error: nobody is watching.
-        let _ = self.sender.send(event.clone());
+        let _ = self.feed.send(event.clone());
+        if let Some(channel) = window.users.get(user_id)
+            && channel.send(event.clone()).is_err()
+        {
+            window.users.remove(user_id);
+        }
         Ok(event)
     }
 
-    /// Subscribes to live events and, atomically with it, collects retained events after
-    /// `after` (when `after` is Some), so that nothing falls between replay and live.
-    pub fn subscribe(&self, after: Option<u64>) -> Result<Subscription> {
-        let window = self.lock()?;
-        let receiver = self.sender.subscribe();
+    /// Subscribes to live events of `user` (None: of every user) and, atomically with
+    /// it, collects retained events after `after` (when `after` is Some), so that
+    /// nothing falls between replay and live. Replayed events are of every user.
+    pub fn subscribe(&self, user: Option<&UserId>, after: Option<u64>) -> Result<Subscription> {
+        let mut window = self.lock()?;
+        window.subscriptions += 1;
+        if window.subscriptions.is_multiple_of(SWEEP_EVERY) {
+            window
+                .users
+                .retain(|_, channel| channel.receiver_count() > 0);
+        }
+        let receiver = match user {
+            None => self.feed.subscribe(),
+            Some(user) => window
+                .users
+                .entry(user.clone())
+                .or_insert_with(|| broadcast::channel(USER_CAPACITY).0)
+                .subscribe(),
+        };
         let replay = after.and_then(|after| {
             (after >= window.forgotten_through && after <= window.last_sequence).then(|| {
                 window
@@ -128,6 +161,11 @@ impl Hub {
         })
     }
 
+    /// Users with a live channel (watched now, or since the last sweep).
+    pub fn watched_users(&self) -> usize {
+        self.window.lock().map_or(0, |w| w.users.len())
+    }
+
     pub fn last_sequence(&self) -> u64 {
         self.window.lock().map_or(0, |w| w.last_sequence)
     }
@@ -136,5 +174,89 @@ impl Hub {
         self.window
             .lock()
             .map_err(|_| Error::internal("event window lock poisoned"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    fn hub() -> (Hub, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("data")).expect("store");
+        (Hub::new(store, 100).expect("hub"), dir)
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse("user_id", name).expect("user id")
+    }
+
+    #[test]
+    fn a_change_reaches_its_users_watchers_and_the_feed_only() {
+        let (hub, _dir) = hub();
+        let (alice, bob) = (user("alice"), user("bob"));
+        let mut alice_watcher = hub.subscribe(Some(&alice), None).expect("subscribe");
+        let mut feed = hub.subscribe(None, None).expect("subscribe");
+
+        let sent = hub.publish(EventKind::Set, &bob, None).expect("publish");
+        let nothing = alice_watcher.receiver.try_recv();
+        assert!(
+            matches!(nothing, Err(TryRecvError::Empty)),
+            "{:?}",
+            nothing.map(|e| e.user_id.clone())
+        );
+        assert_eq!(
+            feed.receiver.try_recv().expect("feed").sequence,
+            sent.sequence
+        );
+
+        let sent = hub
+            .publish(EventKind::Deleted, &alice, None)
+            .expect("publish");
+        let got = alice_watcher.receiver.try_recv().expect("alice's event");
+        assert_eq!((got.sequence, &got.user_id), (sent.sequence, &alice));
+        assert_eq!(
+            feed.receiver.try_recv().expect("feed").sequence,
+            sent.sequence
+        );
+    }
+
+    #[test]
+    fn unwatched_users_channels_are_dropped() {
+        let (hub, _dir) = hub();
+        let alice = user("alice");
+        let watcher = hub.subscribe(Some(&alice), None).expect("subscribe");
+        let second = hub.subscribe(Some(&alice), None).expect("subscribe");
+        assert_eq!(hub.watched_users(), 1, "one channel per user");
+        drop((watcher, second));
+        hub.publish(EventKind::Set, &alice, None).expect("publish");
+        assert_eq!(hub.watched_users(), 0, "dropped at the next change");
+
+        for i in 0..SWEEP_EVERY {
+            drop(hub.subscribe(Some(&user(&format!("u{i}"))), None));
+        }
+        // Without the sweep all 1,024 would still be there; only those subscribed after
+        // it are.
+        assert!(hub.watched_users() < 10, "swept without any change");
+    }
+
+    #[test]
+    fn replay_is_atomic_with_the_subscription() {
+        let (hub, _dir) = hub();
+        let alice = user("alice");
+        let first = hub.publish(EventKind::Set, &alice, None).expect("publish");
+        let second = hub
+            .publish(EventKind::Cropped, &alice, None)
+            .expect("publish");
+        let subscription = hub
+            .subscribe(Some(&alice), Some(first.sequence))
+            .expect("subscribe");
+        let replay = subscription.replay.expect("still retained");
+        assert_eq!(
+            replay.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            vec![second.sequence]
+        );
+        assert_eq!(subscription.last_sequence, second.sequence);
     }
 }

@@ -38,7 +38,9 @@ pub fn watch(
     request: WatchRequest,
     shutdown: CancellationToken,
 ) -> Result<WatchStream> {
-    let subscription = profiles.events().subscribe(request.after_sequence)?;
+    let subscription = profiles
+        .events()
+        .subscribe(request.user.as_ref(), request.after_sequence)?;
     let mut stream = WatchStream {
         initial: VecDeque::new(),
         live: BroadcastStream::new(subscription.receiver),
