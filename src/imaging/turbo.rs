@@ -228,6 +228,10 @@ fn to_int<T: TryInto<c_int>>(value: T) -> Result<c_int, String> {
 /// Baseline JPEG, 4:2:0, at `quality`, of an RGB raster. Writes no metadata
 /// of any kind (no EXIF, no ICC, no comments).
 pub(crate) fn encode_rgb(raster: &Raster, quality: u8) -> Result<Vec<u8>, ImagingError> {
+    encode(raster, quality, false)
+}
+
+fn encode(raster: &Raster, quality: u8, progressive: bool) -> Result<Vec<u8>, ImagingError> {
     let failed = |_| ImagingError::Encode("the JPEG encoder rejected the image".to_owned());
     if raster.channels != Channels::Rgb {
         return Err(failed(String::new()));
@@ -241,6 +245,9 @@ pub(crate) fn encode_rgb(raster: &Raster, quality: u8) -> Result<Vec<u8>, Imagin
         .map_err(failed)?;
     handle
         .set(tj::TJPARAM_TJPARAM_SUBSAMP, tj::TJSAMP_TJSAMP_420 as c_int)
+        .map_err(failed)?;
+    handle
+        .set(tj::TJPARAM_TJPARAM_PROGRESSIVE, c_int::from(progressive))
         .map_err(failed)?;
     let width = to_int(raster.width).map_err(failed)?;
     let height = to_int(raster.height).map_err(failed)?;
@@ -275,4 +282,61 @@ pub(crate) fn encode_rgb(raster: &Raster, quality: u8) -> Result<Vec<u8>, Imagin
         unsafe { tj::tj3Free(jpeg.cast()) };
     }
     result.map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A smooth gradient: red = x / 8, green = y / 8.
+    fn gradient(width: u32, height: u32) -> Raster {
+        let data = (0..width * height)
+            .flat_map(|i| [((i % width) / 8) as u8, ((i / width) / 8) as u8, 128])
+            .collect();
+        Raster::new(width, height, Channels::Rgb, data).expect("raster")
+    }
+
+    fn pixel(raster: &Raster, x: f64, y: f64) -> [u8; 3] {
+        let i = (y as usize * raster.width as usize + x as usize) * 3;
+        [raster.data[i], raster.data[i + 1], raster.data[i + 2]]
+    }
+
+    #[test]
+    fn scaled_cropped_decode_of_baseline_and_progressive() {
+        let source = gradient(1600, 1200);
+        for progressive in [false, true] {
+            let jpeg = encode(&source, 90, progressive).expect("encode");
+            let crop = CropRect::within(404, 104, 1000, 1600, 1200).expect("crop");
+            let decoded =
+                decode(&jpeg, 1600, 1200, &crop, 300, &Limits::default()).expect("decode");
+            // 300 of 1000 px needs 3/8: the crop is 375 px in the decoded pixels.
+            assert_eq!(decoded.square.size, 375.0, "progressive={progressive}");
+            let square = decoded.square;
+            for (dx, dy) in [(0.0, 0.0), (200.0, 100.0), (374.0, 374.0)] {
+                let got = pixel(&decoded.raster, square.left + dx, square.top + dy);
+                // Back in source pixels: 404 + dx * 8/3, 104 + dy * 8/3.
+                let want = [
+                    (404.0 + dx * 8.0 / 3.0) / 8.0,
+                    (104.0 + dy * 8.0 / 3.0) / 8.0,
+                ];
+                for channel in 0..2 {
+                    let diff = (f64::from(got[channel]) - want[channel]).abs();
+                    assert!(
+                        diff < 4.0,
+                        "progressive={progressive} at ({dx},{dy}): {got:?} vs {want:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_mislabelled_files_are_refused() {
+        let jpeg = encode(&gradient(256, 256), 90, false).expect("encode");
+        let crop = CropRect::within(0, 0, 256, 256, 256).expect("crop");
+        let limits = Limits::default();
+        assert!(decode(&jpeg[..jpeg.len() * 2 / 3], 256, 256, &crop, 64, &limits).is_err());
+        assert!(decode(&jpeg, 512, 256, &crop, 64, &limits).is_err());
+        assert!(decode(b"\xFF\xD8\xFFnot a jpeg", 256, 256, &crop, 64, &limits).is_err());
+    }
 }
