@@ -23,9 +23,9 @@ pub(crate) fn encode(
 ) -> Result<Vec<u8>, ImagingError> {
     match format {
         ImageFormat::Jpeg if raster.channels == Channels::Rgba => {
-            encode_jpeg(&raster.clone().flatten_onto_white()?, jpeg_quality)
+            turbo::encode_rgb(&raster.clone().flatten_onto_white()?, jpeg_quality)
         }
-        ImageFormat::Jpeg => encode_jpeg(raster, jpeg_quality),
+        ImageFormat::Jpeg => turbo::encode_rgb(raster, jpeg_quality),
         ImageFormat::Png => encode_png(raster),
         ImageFormat::Webp => encode_webp(raster),
     }
@@ -36,10 +36,6 @@ fn extended_color(channels: Channels) -> ExtendedColorType {
         Channels::Rgb => ExtendedColorType::Rgb8,
         Channels::Rgba => ExtendedColorType::Rgba8,
     }
-}
-
-fn encode_jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, ImagingError> {
-    turbo::encode_rgb(raster, quality)
 }
 
 fn encode_png(raster: &Raster) -> Result<Vec<u8>, ImagingError> {

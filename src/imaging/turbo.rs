@@ -119,53 +119,51 @@ pub(crate) fn decode(
         num: eighths,
         denom: 8,
     };
-    let eighths_u64 = u64::from(eighths.unsigned_abs());
     // SAFETY: the handle is live and its header has been read.
     handle.check(unsafe { tj::tj3SetScalingFactor(handle.ptr(), factor) })?;
-    let scaled = |v: u32| (u64::from(v) * eighths_u64).div_ceil(8) as i64;
+    let scale = f64::from(eighths) / 8.0;
+    // TurboJPEG's own rounding of scaled sizes (TJSCALED): up.
+    let scaled = |v: u32| (f64::from(v) * scale).ceil() as i64;
+    let full = (scaled(width), scaled(height));
+    // The crop in decoded pixels of the whole (scaled) image.
+    let crop = SourceSquare {
+        left: f64::from(stored_crop.x()) * scale,
+        top: f64::from(stored_crop.y()) * scale,
+        size: f64::from(stored_crop.size()) * scale,
+    };
 
     // Decode only the columns and rows around the crop. Its left edge must
     // sit on a (scaled) MCU boundary; for subsamplings TurboJPEG cannot name,
     // the whole image is decoded.
-    let full = (scaled(width), scaled(height));
     let subsamp = handle.get(tj::TJPARAM_TJPARAM_SUBSAMP);
     let region = match usize::try_from(subsamp).ok().and_then(mcu_width) {
         Some(mcu) => {
-            let step = (u64::from(mcu.unsigned_abs()) * eighths_u64).div_ceil(8) as i64;
-            let scale = f64::from(eighths) / 8.0;
-            let left = (f64::from(stored_crop.x()) * scale).floor() as i64;
-            let top = (f64::from(stored_crop.y()) * scale).floor() as i64;
-            let right = (f64::from(stored_crop.x() + stored_crop.size()) * scale).ceil() as i64;
-            let bottom = (f64::from(stored_crop.y() + stored_crop.size()) * scale).ceil() as i64;
-            let x = left - left % step;
-            let region = Region {
-                x,
-                y: top,
-                w: right.min(full.0) - x,
-                h: bottom.min(full.1) - top,
-            };
-            let c_region = tj::tjregion {
-                x: to_int(region.x)?,
-                y: to_int(region.y)?,
-                w: to_int(region.w)?,
-                h: to_int(region.h)?,
+            let step = scaled(mcu);
+            let left = crop.left.floor() as i64;
+            let (x, y) = (left - left % step, crop.top.floor() as i64);
+            let right = ((crop.left + crop.size).ceil() as i64).min(full.0);
+            let bottom = ((crop.top + crop.size).ceil() as i64).min(full.1);
+            let region = tj::tjregion {
+                x: to_int(x)?,
+                y: to_int(y)?,
+                w: to_int(right - x)?,
+                h: to_int(bottom - y)?,
             };
             // SAFETY: the handle is live, its header read, its scaling set.
-            handle.check(unsafe { tj::tj3SetCroppingRegion(handle.ptr(), c_region) })?;
+            handle.check(unsafe { tj::tj3SetCroppingRegion(handle.ptr(), region) })?;
             region
         }
-        None => Region {
+        None => tj::tjregion {
             x: 0,
             y: 0,
-            w: full.0,
-            h: full.1,
+            w: to_int(full.0)?,
+            h: to_int(full.1)?,
         },
     };
 
-    let (out_w, out_h) = (
-        u32::try_from(region.w).map_err(|_| "bad region".to_owned())?,
-        u32::try_from(region.h).map_err(|_| "bad region".to_owned())?,
-    );
+    let bad_region = |_| "bad cropping region".to_owned();
+    let out_w = u32::try_from(region.w).map_err(bad_region)?;
+    let out_h = u32::try_from(region.h).map_err(bad_region)?;
     let pitch = out_w as usize * 3;
     let mut pixels = vec![0u8; pitch * out_h as usize];
     // SAFETY: `pixels` holds `pitch * region height` bytes, exactly what
@@ -181,23 +179,13 @@ pub(crate) fn decode(
         )
     })?;
 
-    let scale = f64::from(eighths) / 8.0;
     let square = SourceSquare {
-        left: f64::from(stored_crop.x()) * scale - region.x as f64,
-        top: f64::from(stored_crop.y()) * scale - region.y as f64,
-        size: (f64::from(stored_crop.size()) * scale)
-            .min(f64::from(out_w))
-            .min(f64::from(out_h)),
+        left: crop.left - f64::from(region.x),
+        top: crop.top - f64::from(region.y),
+        size: crop.size.min(f64::from(out_w)).min(f64::from(out_h)),
     };
     let raster = Raster::new(out_w, out_h, Channels::Rgb, pixels).map_err(|e| e.to_string())?;
     Ok(Decoded { raster, square })
-}
-
-struct Region {
-    x: i64,
-    y: i64,
-    w: i64,
-    h: i64,
 }
 
 /// Smallest `n` in 1..=8 for which the crop scaled by `n/8` is still at
@@ -211,7 +199,7 @@ pub(crate) fn dct_eighths(crop_size: u32, needed_edge: u32) -> c_int {
 /// Width in pixels of one MCU for a TurboJPEG subsampling code (TJSAMP_444,
 /// 422, 420, GRAY, 440, 411, 441). The header declares this table `static`,
 /// so the library does not export it.
-fn mcu_width(subsamp: usize) -> Option<c_int> {
+fn mcu_width(subsamp: usize) -> Option<u32> {
     [8, 16, 16, 8, 8, 32, 8].get(subsamp).copied()
 }
 

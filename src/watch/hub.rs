@@ -162,7 +162,8 @@ impl Hub {
     }
 
     /// Users with a live channel (watched now, or since the last sweep).
-    pub fn watched_users(&self) -> usize {
+    #[cfg(test)]
+    fn watched_users(&self) -> usize {
         self.window.lock().map_or(0, |w| w.users.len())
     }
 
