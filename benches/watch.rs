@@ -16,6 +16,11 @@
 //!   WATCH_BENCH_STREAMS_PER_CHANNEL  watchers sharing one HTTP/2 connection    [100]
 //!   WATCH_BENCH_CHANGES              changes made                              [20]
 //!   WATCH_BENCH_SPACING_MS           time between the starts of two changes    [200]
+//!   WATCH_BENCH_SERVER               server binary to run, e.g. an older build to
+//!                                    compare with         [this build's profile-image]
+//!
+//! The measured phase is announced on stderr ("measuring: ..., server pid N"), so a
+//! profiler can be attached to the server for exactly that phase.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -43,6 +48,11 @@ fn main() {
     support::run_unless_filtered_out("watch", run);
 }
 
+fn server_binary() -> String {
+    std::env::var("WATCH_BENCH_SERVER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_profile-image").to_owned())
+}
+
 /// The server process; killed on drop.
 struct Server {
     child: Child,
@@ -59,7 +69,7 @@ impl Server {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#)
-            .arg(env!("CARGO_BIN_EXE_profile-image"))
+            .arg(server_binary())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
@@ -349,6 +359,11 @@ async fn run() {
     let fds = server.open_fds();
 
     // The changes.
+    eprintln!(
+        "measuring: {changes} changes, {:.1} s, server pid {}",
+        (spacing * changes as u32).as_secs_f64(),
+        server.pid()
+    );
     let cpu_server_start = cpu_ms(server.pid());
     let cpu_self_start = cpu_ms(std::process::id());
     let mut sent = Vec::with_capacity(changes); // (version, sent at, replied at)

@@ -7,16 +7,18 @@
 //! change, each paying the whole TCP send (and, on loopback, receive) path.
 //!
 //! [`Coalesced`] copies what h2 writes into its own buffer and holds the flush
-//! until the worker thread has run its other ready tasks: the hold is released
-//! by tokio's `yield_now` deferral, which wakes deferred tasks once the worker
-//! runs out of ready tasks or at its next maintenance tick (at most 61 task
-//! polls later). By then the other streams of the same connection have queued
-//! their frames too, and they leave in one syscall. When the runtime is idle
-//! the hold ends at once, so a lone response is not delayed.
+//! for a scheduling round: the hold is released by tokio's `yield_now`
+//! deferral, which wakes deferred tasks once the worker runs out of ready
+//! tasks or at its next maintenance tick (every 61 task polls). If the runtime
+//! still has a backlog of woken tasks waiting in its global queue then (a
+//! fan-out overflows the workers' local queues into it), the hold is renewed
+//! for another round, up to [`MAX_HOLD_ROUNDS`]: those tasks are the other
+//! watchers, about to add their frames. So a fan-out leaves each connection in
+//! a few large writes, while a lone response on a quiet runtime is not delayed.
 //!
-//! Only bursts of small writes are worth gathering. A flush is held only when
-//! less than [`SMALL`] bytes are buffered and the connection already sent a
-//! small write less than [`BURST`] ago, so the first frame of a burst, a lone
+//! Only small writes are worth gathering. A flush is held only when less than
+//! [`SMALL`] bytes are buffered and either the runtime has a backlog or the
+//! connection already sent a small write less than [`BURST`] ago, so a lone
 //! reply and a Get's trailers after its image bytes go out at once. Writes of
 //! at least [`SMALL`] bytes go straight to the socket when nothing is buffered
 //! (image bytes are neither copied nor held), and the buffer never grows past
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::runtime::RuntimeMetrics;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Below this, writes are gathered and flushes held; at or above it they go
@@ -41,6 +44,9 @@ const SMALL: usize = 16 * 1024;
 const MAX_BUFFERED: usize = 256 * 1024;
 /// Small writes closer together than this are treated as one burst.
 const BURST: Duration = Duration::from_millis(1);
+/// Scheduling rounds (of up to 61 task polls each) a flush is held at most
+/// while the runtime has a backlog: bounds the delay under sustained load.
+const MAX_HOLD_ROUNDS: u32 = 32;
 
 /// A connection whose small writes are gathered per scheduling round.
 pub(crate) struct Coalesced<S> {
@@ -48,24 +54,60 @@ pub(crate) struct Coalesced<S> {
     buf: Vec<u8>,
     /// Prefix of `buf` already handed to the socket.
     sent: usize,
-    hold: Option<Arc<Hold>>,
+    hold: Option<Hold>,
     /// When gathered small writes last went out; `None` after a large write.
     last_small_write: Option<Instant>,
+    /// The runtime's queues, to see whether woken tasks are still waiting.
+    runtime: Option<RuntimeMetrics>,
 }
 
-/// Released by the runtime once the worker has nothing else ready to run.
+/// A held flush: renewed each scheduling round while the runtime has a backlog.
 struct Hold {
-    released: AtomicBool,
+    round: Arc<Round>,
+    rounds_left: u32,
+}
+
+/// Ends when the worker has run its ready tasks (or at its maintenance tick).
+struct Round {
+    over: AtomicBool,
     task: Mutex<Waker>,
 }
 
-impl Wake for Hold {
+impl Round {
+    /// Starts a round for the task `cx` belongs to.
+    fn start(cx: &Context<'_>) -> Arc<Self> {
+        let round = Arc::new(Round {
+            over: AtomicBool::new(false),
+            task: Mutex::new(cx.waker().clone()),
+        });
+        let waker = Waker::from(Arc::clone(&round));
+        // The first poll of `yield_now` hands our waker to the scheduler's
+        // deferred list (outside a runtime it wakes it at once); dropping the
+        // future afterwards does not take it back.
+        let _ = pin!(tokio::task::yield_now()).poll(&mut Context::from_waker(&waker));
+        round
+    }
+
+    fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+
+    /// Makes sure the task polled with `cx` is the one woken.
+    fn wake_with(&self, cx: &Context<'_>) {
+        let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if !task.will_wake(cx.waker()) {
+            *task = cx.waker().clone();
+        }
+    }
+}
+
+impl Wake for Round {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.released.store(true, Ordering::Release);
+        self.over.store(true, Ordering::Release);
         self.task
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -81,6 +123,9 @@ impl<S> Coalesced<S> {
             sent: 0,
             hold: None,
             last_small_write: None,
+            runtime: tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|runtime| runtime.metrics()),
         }
     }
 
@@ -88,31 +133,37 @@ impl<S> Coalesced<S> {
         self.buf.len() - self.sent
     }
 
-    /// Whether the flush may go ahead; the first call of a round starts the
-    /// hold and registers the task to be polled again when it ends.
+    /// Woken tasks waiting in the runtime's global queue.
+    fn backlog(&self) -> usize {
+        self.runtime
+            .as_ref()
+            .map_or(0, RuntimeMetrics::global_queue_depth)
+    }
+
+    /// Whether the flush may go ahead. The first call starts the hold; the
+    /// task is polled again when its round is over, and the hold is renewed
+    /// while the runtime has a backlog, for at most [`MAX_HOLD_ROUNDS`].
     fn hold_released(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(hold) = &self.hold {
-            if hold.released.load(Ordering::Acquire) {
-                return true;
+        loop {
+            let backlog = self.backlog();
+            match &mut self.hold {
+                None => {
+                    self.hold = Some(Hold {
+                        round: Round::start(cx),
+                        rounds_left: MAX_HOLD_ROUNDS,
+                    });
+                }
+                Some(hold) if !hold.round.is_over() => {
+                    hold.round.wake_with(cx);
+                    return false;
+                }
+                Some(hold) if hold.rounds_left == 0 || backlog == 0 => return true,
+                Some(hold) => {
+                    hold.rounds_left -= 1;
+                    hold.round = Round::start(cx);
+                }
             }
-            let mut task = hold.task.lock().unwrap_or_else(|p| p.into_inner());
-            if !task.will_wake(cx.waker()) {
-                *task = cx.waker().clone();
-            }
-            return false;
         }
-        let hold = Arc::new(Hold {
-            released: AtomicBool::new(false),
-            task: Mutex::new(cx.waker().clone()),
-        });
-        let waker = Waker::from(Arc::clone(&hold));
-        // The first poll of `yield_now` hands our waker to the scheduler's
-        // deferred list (outside a runtime it wakes it at once); dropping the
-        // future afterwards does not take it back.
-        let _ = pin!(tokio::task::yield_now()).poll(&mut Context::from_waker(&waker));
-        let released = hold.released.load(Ordering::Acquire);
-        self.hold = Some(hold);
-        released
     }
 }
 
@@ -174,7 +225,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
         if this.buffered() > 0 {
             let small = this.buffered() < SMALL;
             let in_burst = this.last_small_write.is_some_and(|at| at.elapsed() < BURST);
-            if small && in_burst && !this.hold_released(cx) {
+            let busy = in_burst || this.backlog() > 0;
+            if small && busy && !this.hold_released(cx) {
                 return Poll::Pending;
             }
             ready!(this.poll_drain(cx))?;
@@ -290,6 +342,32 @@ mod tests {
         conn.shutdown().await.expect("shutdown");
         assert_eq!(conn.buffered(), 0);
         assert_eq!(conn.inner.writes.concat().len(), chunk.len() * 20);
+    }
+
+    #[tokio::test]
+    async fn small_flushes_wait_while_the_runtime_has_a_backlog() {
+        let mut conn = Coalesced::new(Recorder::default());
+        // Spawned from outside the runtime, these tasks wait in its global queue.
+        let runtime = tokio::runtime::Handle::current();
+        let tasks =
+            std::thread::spawn(move || (0..8).map(|_| runtime.spawn(async {})).collect::<Vec<_>>())
+                .join()
+                .expect("spawning thread");
+        assert_eq!(conn.backlog(), 8);
+
+        conn.write_all(b"frame").await.expect("write");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            Pin::new(&mut conn).poll_flush(&mut cx).is_pending(),
+            "held, although not in a burst, while woken tasks wait"
+        );
+        assert!(conn.inner.writes.is_empty());
+
+        conn.flush().await.expect("flush");
+        assert_eq!(conn.inner.writes, vec![b"frame".to_vec()]);
+        for task in tasks {
+            assert!(task.is_finished(), "the backlog ran before the flush");
+        }
     }
 
     #[tokio::test]
