@@ -4,7 +4,6 @@
 use std::pin::Pin;
 
 use tokio_stream::{Stream, StreamExt};
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::convert;
@@ -16,19 +15,13 @@ use crate::watch::{self, WatchRequest};
 pub struct ProfileImageApi {
     profiles: ProfileImages,
     downloads: Option<crate::jobs::Downloads>,
-    shutdown: CancellationToken,
 }
 
 impl ProfileImageApi {
-    pub fn new(
-        profiles: ProfileImages,
-        downloads: Option<crate::jobs::Downloads>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(profiles: ProfileImages, downloads: Option<crate::jobs::Downloads>) -> Self {
         ProfileImageApi {
             profiles,
             downloads,
-            shutdown,
         }
     }
 }
@@ -205,7 +198,7 @@ impl ProfileImageService for ProfileImageApi {
             until_complete: request.until_complete,
             after_sequence: (request.after_sequence > 0).then_some(request.after_sequence),
         };
-        let events = watch::watch(self.profiles.clone(), watch_request, self.shutdown.clone())?;
+        let events = watch::watch(self.profiles.clone(), watch_request)?;
         let stream = events.map(|event| Ok(convert::watch_event(&event)));
         Ok(Response::new(Box::pin(stream)))
     }

@@ -40,7 +40,7 @@ pub async fn serve(
         .await
         .map_err(Error::internal)??;
     let events = Arc::new(Hub::new(store.clone(), config.watch_retention)?);
-    let profiles = ProfileImages::new(&config, store.clone(), events);
+    let profiles = ProfileImages::new(&config, store.clone(), events.clone());
     let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone())?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -51,7 +51,7 @@ pub async fn serve(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    let api = ProfileImageApi::new(profiles, Some(downloads.clone()), shutdown.clone());
+    let api = ProfileImageApi::new(profiles, Some(downloads.clone()));
     let service = ProfileImageServiceServer::new(api)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -67,6 +67,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(accept(listener), async move {
             stopping.cancelled().await;
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
+            events.close();
             health
                 .set_not_serving::<ProfileImageServiceServer<ProfileImageApi>>()
                 .await;

@@ -58,12 +58,12 @@ pub struct Subscription {
 pub struct Hub {
     store: Store,
     retention: usize,
-    /// Every user's changes.
-    feed: broadcast::Sender<Arc<Event>>,
     window: Mutex<Window>,
 }
 
 struct Window {
+    /// Every user's changes; None once the hub is closed.
+    feed: Option<broadcast::Sender<Arc<Event>>>,
     /// Channels of the users somebody watches (or watched since the last sweep).
     users: HashMap<UserId, broadcast::Sender<Arc<Event>>>,
     subscriptions: u64,
@@ -81,8 +81,8 @@ impl Hub {
         Ok(Hub {
             store,
             retention: retention.max(1),
-            feed,
             window: Mutex::new(Window {
+                feed: Some(feed),
                 users: HashMap::new(),
                 subscriptions: 0,
                 events: VecDeque::new(),
@@ -116,7 +116,9 @@ impl Hub {
             }
         }
         // No receiver is not an error: nobody is watching.
-        let _ = self.feed.send(event.clone());
+        if let Some(feed) = &window.feed {
+            let _ = feed.send(event.clone());
+        }
         if let Some(channel) = window.users.get(user_id)
             && channel.send(event.clone()).is_err()
         {
@@ -136,9 +138,12 @@ impl Hub {
                 .users
                 .retain(|_, channel| channel.receiver_count() > 0);
         }
-        let receiver = match user {
-            None => self.feed.subscribe(),
-            Some(user) => window
+        let receiver = match (user, &window.feed) {
+            // Closed: a receiver whose sender is already gone, so the watcher ends
+            // after its snapshot or replay.
+            (_, None) => broadcast::channel(1).1,
+            (None, Some(feed)) => feed.subscribe(),
+            (Some(user), Some(_)) => window
                 .users
                 .entry(user.clone())
                 .or_insert_with(|| broadcast::channel(USER_CAPACITY).0)
@@ -159,6 +164,15 @@ impl Hub {
             last_sequence: window.last_sequence,
             replay,
         })
+    }
+
+    /// Ends every watcher's live stream (they receive what was already sent, then
+    /// the end) and every later subscription's; publishing goes on being recorded.
+    /// Called once on shutdown, so that watchers need no shutdown signal of their own.
+    pub fn close(&self) {
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        window.feed = None;
+        window.users.clear();
     }
 
     /// Users with a live channel (watched now, or since the last sweep).
@@ -240,6 +254,38 @@ mod tests {
         // Without the sweep all 1,024 would still be there; only those subscribed after
         // it are.
         assert!(hub.watched_users() < 10, "swept without any change");
+    }
+
+    #[test]
+    fn closing_ends_every_live_stream_after_what_was_sent() {
+        let (hub, _dir) = hub();
+        let alice = user("alice");
+        let mut watcher = hub.subscribe(Some(&alice), None).expect("subscribe");
+        let mut feed = hub.subscribe(None, None).expect("subscribe");
+        let sent = hub.publish(EventKind::Set, &alice, None).expect("publish");
+
+        hub.close();
+        for receiver in [&mut watcher.receiver, &mut feed.receiver] {
+            assert_eq!(
+                receiver.try_recv().expect("sent before").sequence,
+                sent.sequence
+            );
+            assert!(matches!(receiver.try_recv(), Err(TryRecvError::Closed)));
+        }
+        let later = hub
+            .subscribe(Some(&alice), Some(sent.sequence - 1))
+            .expect("subscribe");
+        assert_eq!(later.replay.map(|r| r.len()), Some(1), "replay still works");
+        let mut later = later.receiver;
+        assert!(matches!(later.try_recv(), Err(TryRecvError::Closed)));
+        let after = hub
+            .publish(EventKind::Deleted, &alice, None)
+            .expect("publish");
+        assert_eq!(
+            hub.last_sequence(),
+            after.sequence,
+            "changes still recorded"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One WatchStatus stream: the snapshot (or a replay), then live events, ending when the
-//! state completes (`until_complete`), the server shuts down, or the client goes away
-//! (the stream is dropped, and with it the subscription).
+//! state completes (`until_complete`), the server shuts down (the hub closes the
+//! channels), or the client goes away (the stream is dropped, and with it the
+//! subscription).
 //!
 //! The stream is polled directly by the transport: no task or channel per watcher, so a
 //! delivery costs one wake-up, and a watcher costs only its broadcast receiver.
@@ -13,7 +14,6 @@ use std::task::{Context, Poll, ready};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::Result;
 use crate::model::{UserId, now_millis};
@@ -33,18 +33,13 @@ pub struct WatchRequest {
 
 /// Starts watching: subscribes first, then reads the snapshot (or collects the replay),
 /// so that no event falls between the two.
-pub fn watch(
-    profiles: ProfileImages,
-    request: WatchRequest,
-    shutdown: CancellationToken,
-) -> Result<WatchStream> {
+pub fn watch(profiles: ProfileImages, request: WatchRequest) -> Result<WatchStream> {
     let subscription = profiles
         .events()
         .subscribe(request.user.as_ref(), request.after_sequence)?;
     let mut stream = WatchStream {
         initial: VecDeque::new(),
         live: BroadcastStream::new(subscription.receiver),
-        shutdown: Box::pin(shutdown.cancelled_owned()),
         last_sent: subscription.last_sequence,
         finished: false,
         profiles,
@@ -60,8 +55,8 @@ pub fn watch(
 pub struct WatchStream {
     /// The snapshot or the replayed events, sent before live ones.
     initial: VecDeque<Arc<Event>>,
+    /// Ends when the hub closes (shutdown).
     live: BroadcastStream<Arc<Event>>,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Live events at or below this were already covered by the snapshot or replay.
     last_sent: u64,
     finished: bool,
@@ -124,8 +119,7 @@ impl Stream for WatchStream {
     type Item = Arc<Event>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished || self.shutdown.as_mut().poll(cx).is_ready() {
-            self.finished = true;
+        if self.finished {
             return Poll::Ready(None);
         }
         let next = match self.initial.pop_front() {
