@@ -57,8 +57,13 @@ struct Bare {
     response: pb::GetProfileImageResponse,
 }
 
-type WatchStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>>;
+type WatchStream = Pin<
+    Box<
+        dyn tokio_stream::Stream<
+                Item = Result<profile_image::api::watch_codec::EncodedWatchEvent, Status>,
+            > + Send,
+    >,
+>;
 
 #[tonic::async_trait]
 impl ProfileImageService for Bare {

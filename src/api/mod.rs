@@ -2,5 +2,6 @@
 
 mod convert;
 mod service;
+pub mod watch_codec;
 
 pub use service::ProfileImageApi;

@@ -7,6 +7,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::convert;
+use crate::api::watch_codec::EncodedWatchEvent;
 use crate::error::Error;
 use crate::pb::{self, profile_image_service_server::ProfileImageService};
 use crate::profiles::{ImageRequest, NewImage, ProfileImages};
@@ -26,7 +27,7 @@ impl ProfileImageApi {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<EncodedWatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ProfileImageService for ProfileImageApi {
@@ -199,7 +200,7 @@ impl ProfileImageService for ProfileImageApi {
             after_sequence: (request.after_sequence > 0).then_some(request.after_sequence),
         };
         let events = watch::watch(self.profiles.clone(), watch_request)?;
-        let stream = events.map(|event| Ok(convert::watch_event(&event)));
+        let stream = events.map(|event| Ok(EncodedWatchEvent::of(&event)));
         Ok(Response::new(Box::pin(stream)))
     }
 }

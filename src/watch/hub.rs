@@ -10,7 +10,9 @@
 //! all-users feed, never every watcher on the server.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
 
 use tokio::sync::broadcast;
 
@@ -36,7 +38,7 @@ pub enum EventKind {
 }
 
 /// One change of one user's profile image.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Event {
     pub sequence: u64,
     pub kind: EventKind,
@@ -44,6 +46,28 @@ pub struct Event {
     /// The state after the change (metadata only); None when the user has no image.
     pub state: Option<ProfileView>,
     pub time_ms: i64,
+    /// The event as sent on the wire, encoded by the API layer for the first watcher
+    /// that sends it and shared by all the others.
+    pub wire: OnceLock<Bytes>,
+}
+
+impl Event {
+    /// An event that happens now.
+    pub fn new(
+        sequence: u64,
+        kind: EventKind,
+        user_id: UserId,
+        state: Option<ProfileView>,
+    ) -> Self {
+        Event {
+            sequence,
+            kind,
+            user_id,
+            state,
+            time_ms: now_millis(),
+            wire: OnceLock::new(),
+        }
+    }
 }
 
 /// What a new watcher starts from.
@@ -101,13 +125,7 @@ impl Hub {
     ) -> Result<Arc<Event>> {
         let mut window = self.lock()?;
         let sequence = self.store.next_id()?.max(window.last_sequence + 1);
-        let event = Arc::new(Event {
-            sequence,
-            kind,
-            user_id: user_id.clone(),
-            state,
-            time_ms: now_millis(),
-        });
+        let event = Arc::new(Event::new(sequence, kind, user_id.clone(), state));
         window.last_sequence = sequence;
         window.events.push_back(event.clone());
         while window.events.len() > self.retention {

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::error::Result;
-use crate::model::{UserId, now_millis};
+use crate::model::UserId;
 use crate::profiles::ProfileImages;
 use crate::store::records::{STATUS_FAILED, STATUS_READY};
 use crate::watch::{Event, EventKind};
@@ -79,13 +79,12 @@ impl WatchStream {
             Some(user) => (user.clone(), self.profiles.state(user)?),
             None => (UserId::empty(), None),
         };
-        Ok(Arc::new(Event {
+        Ok(Arc::new(Event::new(
             sequence,
-            kind: EventKind::Snapshot,
+            EventKind::Snapshot,
             user_id,
             state,
-            time_ms: now_millis(),
-        }))
+        )))
     }
 
     fn completes(&self, event: &Event) -> bool {
