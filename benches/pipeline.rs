@@ -4,6 +4,11 @@
 //! Run with `cargo bench --bench pipeline`. Environment:
 //! - `PIPELINE_BENCH_IMAGE`: image to use (default: the corpus' olympus_12mp.jpg)
 //! - `PIPELINE_BENCH_RUNS`: timed runs (default 30, after 3 warm-ups)
+//!
+//! It also times `process()` making only a 64 px rendition: the JPEG is then decoded
+//! at 1/8 scale and almost all of the time is its entropy (Huffman) decoding, which
+//! no scale avoids. That row is the floor of the full run on the same machine at the
+//! same moment, which helps on a VM whose speed drifts between runs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -122,6 +127,12 @@ fn main() {
 
     let ours = time_runs(runs, || process(&bytes, None, &limits, &spec).is_ok()).map(stats);
     let rss = peak_rss_kib();
+    let floor_spec = RenditionSpec {
+        sizes: vec![64],
+        full_max_edge: 64,
+        ..RenditionSpec::default()
+    };
+    let floor = time_runs(runs, || process(&bytes, None, &limits, &floor_spec).is_ok()).map(stats);
 
     let vips = ["vipsthumbnail"].into_iter().find(|v| {
         Command::new(v)
@@ -140,6 +151,12 @@ fn main() {
             "imaging::process (1 thread)", s.p50, s.p99, s.min
         ),
         None => println!("imaging::process failed during timing"),
+    }
+    if let Some(s) = &floor {
+        println!(
+            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
+            "process, 64 px only (floor)", s.p50, s.p99, s.min
+        );
     }
     match (&theirs, vips) {
         (Some(s), _) => println!(
