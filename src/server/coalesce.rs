@@ -17,9 +17,12 @@
 //! a few large writes, while a lone response on a quiet runtime is not delayed.
 //!
 //! Only small writes are worth gathering. A flush is held only when less than
-//! [`SMALL`] bytes are buffered and either the runtime has a backlog or the
-//! connection already sent a small write less than [`BURST`] ago, so a lone
-//! reply and a Get's trailers after its image bytes go out at once. Writes of
+//! [`SMALL`] bytes are buffered and either the connection already sent a small
+//! write less than [`BURST`] ago (a burst: held until the backlog is worked
+//! off) or the runtime has a backlog (held one round, so a fan-out's first
+//! frames gather too, while the reply to the write that started the fan-out
+//! waits at most one round). On a quiet runtime a lone reply and a Get's
+//! trailers after its image bytes go out at once. Writes of
 //! at least [`SMALL`] bytes go straight to the socket when nothing is buffered
 //! (image bytes are neither copied nor held), and the buffer never grows past
 //! [`MAX_BUFFERED`].
@@ -142,15 +145,15 @@ impl<S> Coalesced<S> {
 
     /// Whether the flush may go ahead. The first call starts the hold; the
     /// task is polled again when its round is over, and the hold is renewed
-    /// while the runtime has a backlog, for at most [`MAX_HOLD_ROUNDS`].
-    fn hold_released(&mut self, cx: &mut Context<'_>) -> bool {
+    /// while the runtime has a backlog, at most `renewals` times.
+    fn hold_released(&mut self, cx: &mut Context<'_>, renewals: u32) -> bool {
         loop {
             let backlog = self.backlog();
             match &mut self.hold {
                 None => {
                     self.hold = Some(Hold {
                         round: Round::start(cx),
-                        rounds_left: MAX_HOLD_ROUNDS,
+                        rounds_left: renewals,
                     });
                 }
                 Some(hold) if !hold.round.is_over() => {
@@ -225,8 +228,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
         if this.buffered() > 0 {
             let small = this.buffered() < SMALL;
             let in_burst = this.last_small_write.is_some_and(|at| at.elapsed() < BURST);
-            let busy = in_burst || this.backlog() > 0;
-            if small && busy && !this.hold_released(cx) {
+            // A burst waits out the backlog; the first write after a pause (maybe
+            // a reply to the write that started a fan-out) waits one round at most.
+            let renewals = match (in_burst, this.backlog() > 0) {
+                (true, _) => Some(MAX_HOLD_ROUNDS),
+                (false, true) => Some(0),
+                (false, false) => None,
+            };
+            if let Some(renewals) = renewals.filter(|_| small)
+                && !this.hold_released(cx, renewals)
+            {
                 return Poll::Pending;
             }
             ready!(this.poll_drain(cx))?;
@@ -361,6 +372,11 @@ mod tests {
             Pin::new(&mut conn).poll_flush(&mut cx).is_pending(),
             "held, although not in a burst, while woken tasks wait"
         );
+        assert_eq!(
+            conn.hold.as_ref().map(|h| h.rounds_left),
+            Some(0),
+            "for one round"
+        );
         assert!(conn.inner.writes.is_empty());
 
         conn.flush().await.expect("flush");
@@ -383,6 +399,11 @@ mod tests {
         );
         conn.write_all(b"second").await.expect("write");
         assert!(flush(&mut conn).is_pending(), "a burst is held");
+        assert_eq!(
+            conn.hold.as_ref().map(|h| h.rounds_left),
+            Some(MAX_HOLD_ROUNDS),
+            "renewed while there is a backlog"
+        );
         assert_eq!(conn.inner.writes, vec![b"first".to_vec()]);
 
         for _ in 0..SMALL / 512 {
