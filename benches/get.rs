@@ -29,7 +29,6 @@ use support::{connect, env_or};
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,13 +56,9 @@ struct Bare {
     response: pb::GetProfileImageResponse,
 }
 
-type WatchStream = Pin<
-    Box<
-        dyn tokio_stream::Stream<
-                Item = Result<profile_image::api::watch_codec::EncodedWatchEvent, Status>,
-            > + Send,
-    >,
->;
+/// Never produced: the bare server does not implement WatchStatus.
+type WatchStream =
+    tokio_stream::Empty<Result<profile_image::api::watch_codec::EncodedWatchEvent, Status>>;
 
 #[tonic::async_trait]
 impl ProfileImageService for Bare {

@@ -118,6 +118,13 @@ impl Wake for Round {
     }
 }
 
+/// Woken tasks waiting in the runtime's global queue.
+fn backlog(runtime: &Option<RuntimeMetrics>) -> usize {
+    runtime
+        .as_ref()
+        .map_or(0, RuntimeMetrics::global_queue_depth)
+}
+
 impl<S> Coalesced<S> {
     pub(crate) fn new(inner: S) -> Self {
         Coalesced {
@@ -136,31 +143,31 @@ impl<S> Coalesced<S> {
         self.buf.len() - self.sent
     }
 
-    /// Woken tasks waiting in the runtime's global queue.
-    fn backlog(&self) -> usize {
-        self.runtime
-            .as_ref()
-            .map_or(0, RuntimeMetrics::global_queue_depth)
-    }
-
     /// Whether the flush may go ahead. The first call starts the hold; the
     /// task is polled again when its round is over, and the hold is renewed
     /// while the runtime has a backlog, at most `renewals` times.
     fn hold_released(&mut self, cx: &mut Context<'_>, renewals: u32) -> bool {
         loop {
-            let backlog = self.backlog();
             match &mut self.hold {
                 None => {
+                    let round = Round::start(cx);
+                    // Outside a runtime the round is over at once.
+                    let over = round.is_over();
                     self.hold = Some(Hold {
-                        round: Round::start(cx),
+                        round,
                         rounds_left: renewals,
                     });
+                    if !over {
+                        return false;
+                    }
                 }
                 Some(hold) if !hold.round.is_over() => {
                     hold.round.wake_with(cx);
                     return false;
                 }
-                Some(hold) if hold.rounds_left == 0 || backlog == 0 => return true,
+                Some(hold) if hold.rounds_left == 0 || backlog(&self.runtime) == 0 => {
+                    return true;
+                }
                 Some(hold) => {
                     hold.rounds_left -= 1;
                     hold.round = Round::start(cx);
@@ -230,12 +237,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
             let in_burst = this.last_small_write.is_some_and(|at| at.elapsed() < BURST);
             // A burst waits out the backlog; the first write after a pause (maybe
             // a reply to the write that started a fan-out) waits one round at most.
-            let renewals = match (in_burst, this.backlog() > 0) {
-                (true, _) => Some(MAX_HOLD_ROUNDS),
-                (false, true) => Some(0),
-                (false, false) => None,
+            let renewals = if !small {
+                None
+            } else if in_burst {
+                Some(MAX_HOLD_ROUNDS)
+            } else if backlog(&this.runtime) > 0 {
+                Some(0)
+            } else {
+                None
             };
-            if let Some(renewals) = renewals.filter(|_| small)
+            if let Some(renewals) = renewals
                 && !this.hold_released(cx, renewals)
             {
                 return Poll::Pending;
@@ -364,7 +375,7 @@ mod tests {
             std::thread::spawn(move || (0..8).map(|_| runtime.spawn(async {})).collect::<Vec<_>>())
                 .join()
                 .expect("spawning thread");
-        assert_eq!(conn.backlog(), 8);
+        assert_eq!(backlog(&conn.runtime), 8);
 
         conn.write_all(b"frame").await.expect("write");
         let mut cx = Context::from_waker(Waker::noop());
