@@ -115,9 +115,12 @@ pub(crate) fn decode(
     }
 
     let eighths = dct_eighths(stored_crop.size(), needed_edge);
+    // TurboJPEG matches factors against its table in lowest terms only: it
+    // knows 1/2 but refuses 4/8.
+    let common = gcd(eighths, 8);
     let factor = tj::tjscalingfactor {
-        num: eighths,
-        denom: 8,
+        num: eighths / common,
+        denom: 8 / common,
     };
     // SAFETY: the handle is live and its header has been read.
     handle.check(unsafe { tj::tj3SetScalingFactor(handle.ptr(), factor) })?;
@@ -194,6 +197,10 @@ pub(crate) fn dct_eighths(crop_size: u32, needed_edge: u32) -> c_int {
     let crop = u64::from(crop_size.max(1));
     let needed = u64::from(needed_edge) * 8;
     needed.div_ceil(crop).clamp(1, 8) as c_int
+}
+
+fn gcd(a: c_int, b: c_int) -> c_int {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Width in pixels of one MCU for a TurboJPEG subsampling code (TJSAMP_444,
@@ -315,6 +322,20 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_dct_scale_decodes() {
+        let source = gradient(1600, 1200);
+        let jpeg = encode(&source, 90, false).expect("encode");
+        let crop = CropRect::within(200, 100, 1000, 1600, 1200).expect("crop");
+        for eighths in 1..=8u32 {
+            let needed = 1000 * eighths / 8;
+            assert_eq!(dct_eighths(1000, needed), eighths as c_int);
+            let decoded = decode(&jpeg, 1600, 1200, &crop, needed, &Limits::default())
+                .unwrap_or_else(|e| panic!("{eighths}/8: {e}"));
+            assert_eq!(decoded.square.size, f64::from(needed), "{eighths}/8");
         }
     }
 
