@@ -43,6 +43,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+/// The service's allocator (see src/main.rs), so the numbers are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USERS: usize = 8;
 const SIZE: u32 = 256;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use profile_image::imaging::{ImageFormat, Limits, RenditionSpec, placeholder, process};
 
+/// The service's allocator (see src/main.rs), so the numbers are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WARMUPS: usize = 3;
 
 struct Stats {
