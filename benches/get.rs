@@ -8,10 +8,15 @@
 //! concurrency, N tasks loop GetProfileImage{size: 256} over `ceil(N / per_channel)`
 //! HTTP/2 channels for a warm-up then a measured period; every response is checked
 //! (data length equals the 256 px rendition's) so errors cannot be measured as speed.
+//! The measured time of a row is cut into slices that alternate between the service and
+//! the bare server (S B, B S, S B, ...): on a VM whose speed drifts by a third from one
+//! minute to the next, back-to-back runs of a few seconds each compared the phases, not
+//! the servers.
 //!
 //! Environment:
 //!   GET_BENCH_SECONDS            measured seconds per (concurrency, target)   [3]
-//!   GET_BENCH_WARMUP_SECONDS     warm-up seconds before each measurement      [0.5]
+//!   GET_BENCH_SLICES             alternating slices those seconds are cut in  [6]
+//!   GET_BENCH_WARMUP_SECONDS     warm-up seconds before each slice            [0.25]
 //!   GET_BENCH_CONCURRENCY        comma-separated concurrencies                [1,4,16,64]
 //!   GET_BENCH_TASKS_PER_CHANNEL  tasks sharing one HTTP/2 connection          [8]
 //!   GET_BENCH_ROUNDS             repeat the whole table                       [1]
@@ -147,6 +152,22 @@ struct Measured {
     p50: Duration,
     p99: Duration,
     max: Duration,
+}
+
+impl Measured {
+    fn new(mut latencies: Vec<Duration>, seconds: f64) -> Self {
+        latencies.sort_unstable();
+        let pick = |q: f64| {
+            latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+        };
+        Measured {
+            requests: latencies.len(),
+            seconds,
+            p50: pick(0.50),
+            p99: pick(0.99),
+            max: latencies.last().copied().unwrap_or_default(),
+        }
+    }
 }
 
 /// How the listening sockets are made.
@@ -290,7 +311,8 @@ async fn start_pair(
 
 async fn run() {
     let seconds: f64 = env_or("GET_BENCH_SECONDS", 3.0);
-    let warmup: f64 = env_or("GET_BENCH_WARMUP_SECONDS", 0.5);
+    let slices: usize = env_or("GET_BENCH_SLICES", 6usize).max(1);
+    let warmup: f64 = env_or("GET_BENCH_WARMUP_SECONDS", 0.25);
     let per_channel: usize = env_or("GET_BENCH_TASKS_PER_CHANNEL", 8usize).max(1);
     let rounds: usize = env_or("GET_BENCH_ROUNDS", 1usize).max(1);
     let photo: String = env_or(
@@ -323,8 +345,8 @@ async fn run() {
     }
 
     println!(
-        "{seconds} s measured after {warmup} s warm-up per row; {per_channel} tasks per HTTP/2 channel; \
-         {} tokio workers",
+        "{seconds} s measured per row, in {slices} slices alternating service and bare, each after \
+         {warmup} s warm-up; {per_channel} tasks per HTTP/2 channel; {} tokio workers",
         tokio::runtime::Handle::current().metrics().num_workers()
     );
     for round in 0..rounds {
@@ -338,23 +360,35 @@ async fn run() {
         println!("|---:|---|---|---:|---:|---:|---:|---:|");
         for &concurrency in &concurrencies {
             for pair in &pairs {
-                let mut rows = Vec::new();
-                for target in [Target::Service, Target::Bare] {
-                    let addr = match target {
-                        Target::Service => pair.service,
-                        Target::Bare => pair.bare,
+                let mut samples = [Vec::new(), Vec::new()];
+                for slice in 0..slices {
+                    let order = if slice % 2 == 0 {
+                        [Target::Service, Target::Bare]
+                    } else {
+                        [Target::Bare, Target::Service]
                     };
-                    let measured = load(
-                        addr,
-                        concurrency,
-                        per_channel,
-                        warmup,
-                        seconds,
-                        pair.expected_len,
-                    )
-                    .await;
-                    rows.push((target, measured));
+                    for target in order {
+                        let (addr, index) = match target {
+                            Target::Service => (pair.service, 0),
+                            Target::Bare => (pair.bare, 1),
+                        };
+                        let latencies = load(
+                            addr,
+                            concurrency,
+                            per_channel,
+                            warmup,
+                            seconds / slices as f64,
+                            pair.expected_len,
+                        )
+                        .await;
+                        samples[index].extend(latencies);
+                    }
                 }
+                let [service, bare] = samples;
+                let rows = [
+                    (Target::Service, Measured::new(service, seconds)),
+                    (Target::Bare, Measured::new(bare, seconds)),
+                ];
                 let bare_rps = rows
                     .iter()
                     .find(|(t, _)| *t == Target::Bare)
@@ -392,8 +426,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// `concurrency` tasks loop Get against `addr` until the deadline; only requests that
-/// start inside the measured window are recorded.
+/// `concurrency` tasks loop Get against `addr` until the deadline; returns the latencies
+/// of the requests that started inside the measured window.
 async fn load(
     addr: SocketAddr,
     concurrency: usize,
@@ -401,7 +435,7 @@ async fn load(
     warmup: f64,
     seconds: f64,
     expected_len: usize,
-) -> Measured {
+) -> Vec<Duration> {
     let channels = concurrency.div_ceil(per_channel);
     let mut clients = Vec::with_capacity(channels);
     for _ in 0..channels {
@@ -460,13 +494,5 @@ async fn load(
         "{errors} Get calls failed or returned wrong bytes"
     );
     assert!(!all.is_empty(), "no request completed");
-    all.sort_unstable();
-    let pick = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
-    Measured {
-        requests: all.len(),
-        seconds,
-        p50: pick(0.50),
-        p99: pick(0.99),
-        max: *all.last().unwrap(),
-    }
+    all
 }
