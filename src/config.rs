@@ -45,6 +45,9 @@ pub struct Config {
     pub download_retry_base: Duration,
     /// Events kept in memory for WatchStatus resume (`after_sequence`).
     pub watch_retention: usize,
+    /// A store flush that runs longer than this marks the service NOT_SERVING (so an
+    /// orchestrator restarts it) until a flush completes again.
+    pub store_stall_timeout: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             download_max_attempts: 4,
             download_retry_base: Duration::from_millis(500),
             watch_retention: 10_000,
+            store_stall_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -135,6 +139,9 @@ pub struct Overrides {
     /// WatchStatus events kept for resume.
     #[arg(long, env = "PROFILE_IMAGE_WATCH_RETENTION")]
     pub watch_retention: Option<usize>,
+    /// A store flush running longer than this turns health NOT_SERVING, in milliseconds.
+    #[arg(long, env = "PROFILE_IMAGE_STORE_STALL_TIMEOUT_MS")]
+    pub store_stall_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -188,6 +195,10 @@ impl Config {
             o.download_retry_base_ms.map(Duration::from_millis),
         );
         set(&mut self.watch_retention, o.watch_retention);
+        set(
+            &mut self.store_stall_timeout,
+            o.store_stall_timeout_ms.map(Duration::from_millis),
+        );
     }
 
     fn validate(&mut self) -> Result<()> {

@@ -19,6 +19,7 @@ pub mod reason {
     pub const VERSION_CONFLICT: &str = "version-conflict";
     pub const IMAGE_NOT_READY: &str = "image-not-ready";
     pub const SHUTTING_DOWN: &str = "shutting-down";
+    pub const STORAGE_UNAVAILABLE: &str = "storage-unavailable";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -46,6 +47,13 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Storage could not complete the call right now (an I/O failure); retrying may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A blob a record referenced is gone: a concurrent change released it. Readers
+    /// read the state again; it never reaches a client as such.
+    #[error("a stored blob is gone (released by a concurrent change)")]
+    BlobMissing,
     /// A bug or a storage failure. The detail is logged, never sent to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -135,6 +143,22 @@ impl From<Error> for tonic::Status {
                 e.to_string(),
                 info(reason::SHUTTING_DOWN),
             ),
+            Error::Unavailable(detail) => {
+                tracing::warn!(%detail, "storage unavailable");
+                tonic::Status::with_error_details(
+                    Code::Unavailable,
+                    "storage is temporarily unavailable; retry later",
+                    info(reason::STORAGE_UNAVAILABLE),
+                )
+            }
+            e @ Error::BlobMissing => {
+                tracing::error!(error = %e, "a read found a blob gone after retrying");
+                tonic::Status::with_error_details(
+                    Code::Internal,
+                    "internal error; the incident is logged",
+                    info(reason::INTERNAL),
+                )
+            }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 tonic::Status::with_error_details(

@@ -164,9 +164,10 @@ impl ProfileImageService for ProfileImageApi {
     ) -> Result<Response<pb::ListMediaResponse>, Status> {
         let request = request.into_inner();
         let user = convert::user_id(&request.user_id)?;
-        let (media, next_page_token) =
-            self.profiles
-                .list_media(&user, request.page_size, &request.page_token)?;
+        let (media, next_page_token) = self
+            .profiles
+            .list_media(&user, request.page_size, &request.page_token)
+            .await?;
         Ok(Response::new(pb::ListMediaResponse {
             media: media.into_iter().map(convert::media).collect(),
             next_page_token,

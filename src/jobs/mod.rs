@@ -60,7 +60,7 @@ enum Outcome {
 
 impl Downloads {
     /// Creates the downloader, resumes stored jobs and starts cancelling superseded ones.
-    pub fn start_worker(
+    pub async fn start_worker(
         config: &Config,
         profiles: ProfileImages,
         shutdown: CancellationToken,
@@ -85,7 +85,7 @@ impl Downloads {
             }),
         };
         downloads.cancel_superseded_downloads()?;
-        for job in downloads.inner.profiles.store().jobs()? {
+        for job in downloads.inner.profiles.store().jobs().await? {
             tracing::info!(user = %job.user_id, version = job.version, "resuming download");
             downloads.spawn(job);
         }
@@ -105,19 +105,27 @@ impl Downloads {
             .map_err(|e| Error::invalid("url", reason::INVALID_URL, e.to_string()))?;
         let url = url.to_string();
         let (crop_x, crop_y, crop_size) = crop.map_or((0, 0, 0), |c| (c.x, c.y, c.size));
-        let job_for = |version| DownloadJob {
+        let template = DownloadJob {
             user_id: user.as_str().to_owned(),
-            version,
+            version: 0,
             url: url.clone(),
             attempts: 0,
             crop_x,
             crop_y,
             crop_size,
         };
+        let job = template.clone();
+        let job_for = move |version| DownloadJob {
+            version,
+            ..job.clone()
+        };
+        let owner = user.clone();
+        let job_url = url.clone();
         let view = self
             .inner
             .profiles
-            .commit(user, EventKind::Set, |tx| {
+            .commit(user, EventKind::Set, move |tx| {
+                let user = &owner;
                 expected.check(tx.version(user)?).or_else(abort)?;
                 let previous = tx.profile(user)?;
                 let now = now_millis();
@@ -126,7 +134,7 @@ impl Downloads {
                     status: STATUS_DOWNLOADING,
                     media_id: String::new(),
                     source: SOURCE_URL,
-                    source_url: url.clone(),
+                    source_url: job_url.clone(),
                     failure_reason: String::new(),
                     failure_message: String::new(),
                     create_time_ms: previous.map_or(now, |p| p.create_time_ms),
@@ -137,7 +145,10 @@ impl Downloads {
                 Ok((record, None))
             })
             .await?;
-        self.spawn(job_for(view.record.version));
+        self.spawn(DownloadJob {
+            version: view.record.version,
+            ..template
+        });
         Ok(view)
     }
 
@@ -303,8 +314,10 @@ impl Downloads {
             }
         };
         let version = job.version;
+        let owner = user.clone();
         let committed = profiles
-            .commit_if(user, EventKind::StatusChanged, |tx| {
+            .commit_if(user, EventKind::StatusChanged, move |tx| {
+                let user = &owner;
                 let Some(profile) = tx.profile(user)? else {
                     return Ok(None);
                 };
@@ -336,10 +349,12 @@ impl Downloads {
     /// Moves the job's version to `status`; false when the job was superseded.
     async fn set_status(&self, user: &UserId, job: &DownloadJob, status: i32) -> Result<bool> {
         let version = job.version;
+        let owner = user.clone();
         let changed = self
             .inner
             .profiles
-            .commit_if(user, EventKind::StatusChanged, |tx| {
+            .commit_if(user, EventKind::StatusChanged, move |tx| {
+                let user = &owner;
                 let Some(profile) = tx.profile(user)? else {
                     return Ok(None);
                 };
@@ -371,17 +386,23 @@ impl Downloads {
     async fn record_attempt(&self, user: &UserId, job: &mut DownloadJob) -> Result<bool> {
         let version = job.version;
         let attempts = job.attempts + 1;
-        let still_current = self.inner.profiles.store().transact(|tx| {
-            let Some(mut stored) = tx.job(user)? else {
-                return Ok(false);
-            };
-            if stored.version != version {
-                return Ok(false);
-            }
-            stored.attempts = attempts;
-            tx.put_job(&stored)?;
-            Ok(true)
-        })?;
+        let owner = user.clone();
+        let still_current = self
+            .inner
+            .profiles
+            .store()
+            .transact(move |tx| {
+                let Some(mut stored) = tx.job(&owner)? else {
+                    return Ok(false);
+                };
+                if stored.version != version {
+                    return Ok(false);
+                }
+                stored.attempts = attempts;
+                tx.put_job(&stored)?;
+                Ok(true)
+            })
+            .await?;
         job.attempts = attempts;
         Ok(still_current)
     }
@@ -395,9 +416,11 @@ impl Downloads {
     ) -> Result<()> {
         tracing::info!(%user, reason, %message, "download failed");
         let version = job.version;
+        let owner = user.clone();
         self.inner
             .profiles
-            .commit_if(user, EventKind::StatusChanged, |tx| {
+            .commit_if(user, EventKind::StatusChanged, move |tx| {
+                let user = &owner;
                 let Some(profile) = tx.profile(user)? else {
                     return Ok(None);
                 };

@@ -18,24 +18,28 @@ impl ProfileImages {
         crop: Option<CropRequest>,
         expected: ExpectedVersion,
     ) -> Result<ProfileView> {
+        let _lock = self.inner.locks.lock(user).await;
         let media = self.owned_media(user, media_id, "media_id")?;
         let recropped = match crop {
             Some(crop) => Some(self.recrop(user, &media, crop).await?),
             None => None,
         };
-        self.commit(user, EventKind::Set, |tx| {
-            expected.check(tx.version(user)?).or_else(abort)?;
-            let Some(current) = tx.media(media_id)? else {
+        let (updated, _staged) = recropped.unzip();
+        let owner = user.clone();
+        let media_id = media_id.to_owned();
+        self.commit_locked(user, EventKind::Set, move |tx| {
+            expected.check(tx.version(&owner)?).or_else(abort)?;
+            let Some(current) = tx.media(&media_id)? else {
                 return abort(Error::NotFound(format!("media {media_id} not found")));
             };
-            let active = match &recropped {
-                Some((updated, _)) => {
+            let active = match &updated {
+                Some(updated) => {
                     tx.replace_media(&current, updated)?;
                     updated.clone()
                 }
                 None => current,
             };
-            let record = next_ready_profile(tx, user, &active, SOURCE_MEDIA)?;
+            let record = next_ready_profile(tx, &owner, &active, SOURCE_MEDIA)?;
             Ok((record, Some(active)))
         })
         .await
@@ -43,33 +47,38 @@ impl ProfileImages {
 
     /// Deletes a media item and its bytes; if it is active, the profile image too.
     pub async fn delete_media(&self, user: &UserId, media_id: &str) -> Result<()> {
-        let media = self.owned_media(user, media_id, "media_id")?;
         let lock = self.inner.locks.lock(user).await;
-        let deleted_profile = self.inner.store.transact(|tx| {
-            let Some(current) = tx.media(media_id)? else {
-                return abort(Error::NotFound(format!("media {media_id} not found")));
-            };
-            tx.remove_media(user, &current)?;
-            let active = tx.profile(user)?.is_some_and(|p| p.media_id == media_id);
-            if active {
-                tx.bump_version(user)?;
-                tx.remove_profile(user)?;
-            }
-            Ok(active)
-        })?;
-        self.inner.store.flush().await?;
+        self.owned_media(user, media_id, "media_id")?;
+        let owner = user.clone();
+        let id = media_id.to_owned();
+        let deleted_profile = self
+            .inner
+            .store
+            .transact(move |tx| {
+                let Some(current) = tx.media(&id)? else {
+                    return abort(Error::NotFound(format!("media {id} not found")));
+                };
+                tx.remove_media(&owner, &current)?;
+                let active = tx.profile(&owner)?.is_some_and(|p| p.media_id == id);
+                if active {
+                    tx.bump_version(&owner)?;
+                    tx.remove_profile(&owner)?;
+                }
+                Ok(active)
+            })
+            .await?;
+        self.inner.store.durable().await?;
         if deleted_profile {
             self.inner.events.publish(EventKind::Deleted, user, None)?;
         }
         drop(lock);
-        drop(media);
         self.release_unreferenced_blobs();
         Ok(())
     }
 
     /// A page of the user's media, newest first. The page token is the position of the
     /// last item returned.
-    pub fn list_media(
+    pub async fn list_media(
         &self,
         user: &UserId,
         page_size: u32,
@@ -95,7 +104,7 @@ impl ProfileImages {
             .profile(user)?
             .map(|p| p.media_id)
             .unwrap_or_default();
-        let (records, more) = self.inner.store.list_media(user, after, limit)?;
+        let (records, more) = self.inner.store.list_media(user, after, limit).await?;
         let next = match (more, records.last()) {
             (true, Some(last)) => format!("{:016x}", last.seq),
             _ => String::new(),

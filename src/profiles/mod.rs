@@ -187,22 +187,27 @@ impl ProfileImages {
         expected: ExpectedVersion,
         kind: EventKind,
     ) -> Result<ProfileView> {
-        self.commit(user, kind, |tx| {
-            expected.check(tx.version(user)?).or_else(abort)?;
-            tx.insert_media(user, &media)?;
-            let record = next_ready_profile(tx, user, &media, media.source)?;
+        let owner = user.clone();
+        self.commit(user, kind, move |tx| {
+            expected.check(tx.version(&owner)?).or_else(abort)?;
+            tx.insert_media(&owner, &media)?;
+            let record = next_ready_profile(tx, &owner, &media, media.source)?;
             Ok((record, Some(media.clone())))
         })
         .await
     }
 
-    /// Crops the stored original of the active image again, as a new version.
+    /// Crops the stored original of the active image again, as a new version. The
+    /// user's lock is held from reading the current image to the commit, so the crop
+    /// applies to the image that is current when it commits; only the client's own
+    /// `expected_version` can make it fail with a conflict.
     pub async fn crop(
         &self,
         user: &UserId,
         crop: CropRequest,
         expected: ExpectedVersion,
     ) -> Result<ProfileView> {
+        let _lock = self.inner.locks.lock(user).await;
         let state = self.state(user)?.ok_or_else(|| no_image(user))?;
         let media = match state.media {
             Some(media) if state.record.status == STATUS_READY => media,
@@ -215,28 +220,28 @@ impl ProfileImages {
         // Fail fast on a stale precondition before spending CPU on the image.
         expected.check(state.record.version)?;
         let (updated, _staged) = self.recrop(user, &media, crop).await?;
-        let media_id = media.media_id.clone();
-        self.commit(user, EventKind::Cropped, |tx| {
-            expected.check(tx.version(user)?).or_else(abort)?;
-            let Some(profile) = tx.profile(user)? else {
-                return abort(no_image(user));
+        let owner = user.clone();
+        self.commit_locked(user, EventKind::Cropped, move |tx| {
+            expected.check(tx.version(&owner)?).or_else(abort)?;
+            let Some(profile) = tx.profile(&owner)? else {
+                return abort(no_image(&owner));
             };
-            let Some(current) = tx.media(&media_id)? else {
-                return abort(no_image(user));
+            let Some(current) = tx.media(&updated.media_id)? else {
+                return abort(no_image(&owner));
             };
-            if profile.media_id != media_id {
-                return abort(Error::VersionConflict {
-                    expected: state.record.version,
-                    current: profile.version,
-                });
+            if profile.media_id != updated.media_id {
+                // Unreachable while the user's lock is held; kept as a guard.
+                return abort(Error::internal(format!(
+                    "user {owner}'s active image changed under the user's lock"
+                )));
             }
             tx.replace_media(&current, &updated)?;
             let record = ProfileRecord {
-                version: tx.bump_version(user)?,
+                version: tx.bump_version(&owner)?,
                 update_time_ms: now_millis(),
                 ..profile
             };
-            tx.put_profile(user, &record)?;
+            tx.put_profile(&owner, &record)?;
             Ok((record, Some(updated.clone())))
         })
         .await
@@ -276,39 +281,50 @@ impl ProfileImages {
 
     /// Removes the active profile image; the media item stays.
     pub async fn delete(&self, user: &UserId, expected: ExpectedVersion) -> Result<()> {
-        self.commit(user, EventKind::Deleted, |tx| {
-            expected.check(tx.version(user)?).or_else(abort)?;
-            if tx.profile(user)?.is_none() {
-                return abort(no_image(user));
+        let owner = user.clone();
+        self.commit(user, EventKind::Deleted, move |tx| {
+            expected.check(tx.version(&owner)?).or_else(abort)?;
+            if tx.profile(&owner)?.is_none() {
+                return abort(no_image(&owner));
             }
-            tx.bump_version(user)?;
-            tx.remove_profile(user)?;
-            tx.remove_job(user)?;
+            tx.bump_version(&owner)?;
+            tx.remove_profile(&owner)?;
+            tx.remove_job(&owner)?;
             Ok((ProfileRecord::default(), None))
         })
         .await
         .map(|_| ())
     }
 
-    /// Deletes the bytes of blobs that changes released (a failure here only delays the
-    /// clean-up to the next write or start-up).
+    /// Asks the sweeper to delete the bytes of blobs that changes released (a failure
+    /// there only delays the clean-up to the next sweep or start-up).
     fn release_unreferenced_blobs(&self) {
-        if let Err(error) = self.inner.store.blobs.sweep() {
-            tracing::warn!(%error, "blob clean-up failed; it will be retried");
-        }
+        self.inner.store.blobs.request_sweep();
     }
 
-    /// Runs a profile change: under the user's lock, one transaction, a flush, then the
-    /// event. `change` returns the new profile record (default = deleted) and its media.
-    pub async fn commit(
+    /// Runs a profile change: under the user's lock, one transaction, the wait for
+    /// durability, then the event. `change` returns the new profile record (default =
+    /// deleted) and its media.
+    pub async fn commit<F>(&self, user: &UserId, kind: EventKind, change: F) -> Result<ProfileView>
+    where
+        F: Fn(&Tx<'_>) -> TxResult<(ProfileRecord, Option<MediaRecord>)> + Send + 'static,
+    {
+        let _lock = self.inner.locks.lock(user).await;
+        self.commit_locked(user, kind, change).await
+    }
+
+    /// [`ProfileImages::commit`] for a caller that already holds the user's lock.
+    async fn commit_locked<F>(
         &self,
         user: &UserId,
         kind: EventKind,
-        change: impl Fn(&Tx<'_>) -> TxResult<(ProfileRecord, Option<MediaRecord>)>,
-    ) -> Result<ProfileView> {
-        let _lock = self.inner.locks.lock(user).await;
-        let (record, media) = self.inner.store.transact(change)?;
-        self.inner.store.flush().await?;
+        change: F,
+    ) -> Result<ProfileView>
+    where
+        F: Fn(&Tx<'_>) -> TxResult<(ProfileRecord, Option<MediaRecord>)> + Send + 'static,
+    {
+        let (record, media) = self.inner.store.transact(change).await?;
+        self.inner.store.durable().await?;
         self.release_unreferenced_blobs();
         let view = self.view(user, record, media);
         let state = (kind != EventKind::Deleted).then(|| view.clone());
@@ -318,17 +334,20 @@ impl ProfileImages {
 
     /// Like `commit`, for changes that may decide to do nothing (returning None), such as
     /// a download whose version was superseded.
-    pub async fn commit_if(
+    pub async fn commit_if<F>(
         &self,
         user: &UserId,
         kind: EventKind,
-        change: impl Fn(&Tx<'_>) -> TxResult<Option<(ProfileRecord, Option<MediaRecord>)>>,
-    ) -> Result<Option<ProfileView>> {
+        change: F,
+    ) -> Result<Option<ProfileView>>
+    where
+        F: Fn(&Tx<'_>) -> TxResult<Option<(ProfileRecord, Option<MediaRecord>)>> + Send + 'static,
+    {
         let _lock = self.inner.locks.lock(user).await;
-        let Some((record, media)) = self.inner.store.transact(change)? else {
+        let Some((record, media)) = self.inner.store.transact(change).await? else {
             return Ok(None);
         };
-        self.inner.store.flush().await?;
+        self.inner.store.durable().await?;
         let view = self.view(user, record, media);
         self.inner.events.publish(kind, user, Some(view.clone()))?;
         Ok(Some(view))

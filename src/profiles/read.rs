@@ -11,7 +11,30 @@ use crate::store::records::{self, MediaRecord, ProfileRecord, RenditionRecord, S
 
 impl ProfileImages {
     /// Reads the user's profile image, in the size and format asked for.
+    ///
+    /// The metadata and the bytes are read separately, so a concurrent replace or
+    /// DeleteMedia may release the bytes in between: then the read starts again on the
+    /// new state (which may have no image: NOT_FOUND).
     pub async fn get(&self, user: &UserId, request: ImageRequest) -> Result<ProfileView> {
+        const ATTEMPTS: usize = 4;
+        let mut attempt = 1;
+        loop {
+            match self.get_once(user, request).await {
+                Err(Error::BlobMissing) if attempt < ATTEMPTS => attempt += 1,
+                Err(Error::BlobMissing) => {
+                    // Changed under every attempt: answer as the state is now.
+                    let state = self.state(user)?.ok_or_else(|| no_image(user))?;
+                    return Err(Error::Unavailable(format!(
+                        "user {} changed during every read; retry",
+                        state.user_id
+                    )));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_once(&self, user: &UserId, request: ImageRequest) -> Result<ProfileView> {
         let mut view = self.state(user)?.ok_or_else(|| no_image(user))?;
         let target = renditions::target_edge(
             request.size,
@@ -101,7 +124,10 @@ impl ProfileImages {
             .processor
             .transcode(source, format_from_record(format))
             .await?;
-        let staged = self.inner.store.blobs.stage(&encoded)?;
+        let store = self.inner.store.clone();
+        let staged = store
+            .blocking(move |store| store.blobs.stage(&encoded))
+            .await?;
         let rendition = RenditionRecord {
             edge: base.edge,
             format,
@@ -109,19 +135,25 @@ impl ProfileImages {
         };
         let media_id = media.media_id.clone();
         let added = rendition.clone();
-        // The media item may have been deleted or replaced meanwhile: then the rendition
-        // is served once and its blob cleaned up when `staged` drops.
-        self.inner.store.transact(|tx| {
-            let Some(current) = tx.media(&media_id)? else {
-                return Ok(());
-            };
-            if renditions::find(&current, added.edge, added.format).is_some() {
-                return Ok(());
-            }
-            let mut updated = current.clone();
-            updated.renditions.push(added.clone());
-            tx.replace_media(&current, &updated)
-        })?;
+        let base = base.clone();
+        // The media item may have been deleted, replaced or cropped again meanwhile:
+        // then the rendition is served once and its blob cleaned up when `staged` drops.
+        self.inner
+            .store
+            .transact(move |tx| {
+                let Some(current) = tx.media(&media_id)? else {
+                    return Ok(());
+                };
+                let same_base = renditions::find(&current, base.edge, base.format)
+                    .is_some_and(|found| found.blob == base.blob);
+                if !same_base || renditions::find(&current, added.edge, added.format).is_some() {
+                    return Ok(());
+                }
+                let mut updated = current.clone();
+                updated.renditions.push(added.clone());
+                tx.replace_media(&current, &updated)
+            })
+            .await?;
         drop(staged);
         Ok(rendition)
     }

@@ -41,7 +41,7 @@ pub async fn serve(
         .map_err(Error::internal)??;
     let events = Arc::new(Hub::new(store.clone(), config.watch_retention)?);
     let profiles = ProfileImages::new(&config, store.clone(), events.clone());
-    let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone())?;
+    let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone()).await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -50,6 +50,13 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+
+    let watchdog = tokio::spawn(report_store_stalls(
+        store.clone(),
+        health.clone(),
+        config.store_stall_timeout,
+        shutdown.clone(),
+    ));
 
     let api = ProfileImageApi::new(profiles, Some(downloads.clone()));
     let service = ProfileImageServiceServer::new(api)
@@ -82,10 +89,59 @@ pub async fn serve(
             Ok(())
         }
     };
+    watchdog.abort();
     downloads.stopped().await;
-    store.flush().await?;
+    // A stalled store must not keep the process from ending: bounded like the calls.
+    match tokio::time::timeout(SHUTDOWN_GRACE, store.durable()).await {
+        Ok(flushed) => flushed?,
+        Err(_) => {
+            tracing::error!("the store did not flush within {SHUTDOWN_GRACE:?}; stopping anyway")
+        }
+    }
     tracing::info!("stopped");
     result
+}
+
+/// Turns health NOT_SERVING while a store flush has been running longer than
+/// `stall_timeout` (the store stopped making progress: an orchestrator should restart
+/// the process), and SERVING again once flushes complete.
+async fn report_store_stalls(
+    store: Store,
+    health: tonic_health::server::HealthReporter,
+    stall_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let period = (stall_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut stalled = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        let flushing_for = store.flushing_for();
+        let now_stalled = flushing_for.is_some_and(|running| running >= stall_timeout);
+        if now_stalled == stalled {
+            continue;
+        }
+        stalled = now_stalled;
+        let status = if stalled {
+            tracing::error!(
+                running = ?flushing_for,
+                "the store stopped making progress: a flush has not completed; reporting NOT_SERVING"
+            );
+            tonic_health::ServingStatus::NotServing
+        } else {
+            tracing::warn!("the store completes flushes again; reporting SERVING");
+            tonic_health::ServingStatus::Serving
+        };
+        health.set_service_status("", status).await;
+        health
+            .set_service_status(
+                <ProfileImageServiceServer<ProfileImageApi> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+    }
 }
 
 /// Accepted connections with TCP_NODELAY (without it, small responses wait for the

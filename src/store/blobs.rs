@@ -1,60 +1,94 @@
-//! Content-addressed blobs in sled: the key is the BLAKE3 hash of the bytes plus a chunk
-//! index, so a blob key is written once and never changes meaning. Values stay at or
-//! under 128 KiB, which keeps sled's pages small.
+//! Content-addressed blobs as files: `objects/ab/cd/<BLAKE3 hex>` under the data dir.
+//! A blob's name is the hash of its bytes, so a file is written once and never changes
+//! meaning; sled keeps only the small metadata (reference counts and the pending set).
 //!
-//! Chunks are written before the metadata that references them is committed. A blob
-//! whose hash is in `pending` may be unreferenced: after every write (committed or not)
-//! and at start-up, `settle` deletes the chunks of pending blobs that no record
-//! references, so bytes of a request that failed half way are not leaked.
+//! Bytes are written before the metadata that references them is committed. A blob
+//! whose hash is in `pending` may be unreferenced: the sweeper (a background thread,
+//! never a runtime worker and never a `Drop`) deletes pending blobs that no record
+//! references and no request has pinned, so bytes of a request that failed half way
+//! are not leaked. The start-up sweep does the same after a crash.
+//!
+//! Durability: files are written to `objects/tmp` and renamed into place without a
+//! per-file fsync; the group-commit flusher ([`super::durability`]) syncs the whole
+//! filesystem once before it flushes sled, so every acknowledged write has its bytes
+//! on disk before its metadata.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::store::records::BlobRef;
 
-/// Largest value written to sled.
-pub const MAX_CHUNK_BYTES: usize = 128 * 1024;
-
-/// The blob trees, and the in-process pins that stop clean-up from deleting chunks a
-/// concurrent request is writing or about to commit.
+/// The blob files, their metadata trees, and the in-process pins that stop clean-up
+/// from deleting a blob a concurrent request is writing or about to commit.
 #[derive(Clone)]
 pub struct BlobStore {
-    /// hash ++ chunk index (u32 BE) -> bytes
-    chunks: sled::Tree,
+    shared: Arc<Shared>,
+    /// Clean-up requests for the sweeper thread (which exits once every sender is gone).
+    sweeper: mpsc::Sender<Sweep>,
+}
+
+struct Shared {
+    files: BlobFiles,
     /// hash -> reference count (u64 BE); absent = unreferenced
     refs: sled::Tree,
-    /// hash -> () : chunks that may be unreferenced
+    /// hash -> () : blobs that may be unreferenced
     pending: sled::Tree,
-    pins: Arc<Mutex<HashMap<[u8; 32], usize>>>,
+    pins: Mutex<HashMap<[u8; 32], usize>>,
+}
+
+enum Sweep {
+    /// A staged blob's guard was dropped: settle that blob.
+    One([u8; 32]),
+    /// References were released: settle every pending blob.
+    All,
+    /// Answer once every request sent before this one is done (tests, shutdown).
+    Barrier(mpsc::Sender<()>),
 }
 
 impl BlobStore {
-    pub(super) fn new(chunks: sled::Tree, refs: sled::Tree, pending: sled::Tree) -> Self {
-        BlobStore {
-            chunks,
+    /// Opens the blob directory under `data_dir` and starts the sweeper thread.
+    pub(super) fn open(data_dir: &Path, refs: sled::Tree, pending: sled::Tree) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            files: BlobFiles::open(&data_dir.join("objects"))?,
             refs,
             pending,
-            pins: Arc::default(),
-        }
+            pins: Mutex::default(),
+        });
+        let (sweeper, requests) = mpsc::channel();
+        let worker = shared.clone();
+        std::thread::Builder::new()
+            .name("blob-sweeper".into())
+            .spawn(move || worker.run_sweeper(&requests))
+            .map_err(Error::internal)?;
+        Ok(BlobStore { shared, sweeper })
     }
 
     pub(super) fn refs_tree(&self) -> &sled::Tree {
-        &self.refs
+        &self.shared.refs
     }
 
     pub(super) fn pending_tree(&self) -> &sled::Tree {
-        &self.pending
+        &self.shared.pending
     }
 
-    /// Writes `bytes` as a blob and pins it until the returned guard is settled.
+    /// The directory the blob files live in (for the flusher's filesystem sync).
+    pub(super) fn root(&self) -> &Path {
+        &self.shared.files.root
+    }
+
+    /// Writes `bytes` as a blob and pins it until the returned guard drops. Blocking:
+    /// call it from a blocking thread.
     pub fn stage(&self, bytes: &[u8]) -> Result<StagedBlob> {
         let hash = *blake3::hash(bytes).as_bytes();
-        self.pin(hash);
+        self.shared.pin(hash);
+        // From here on, dropping the guard unpins and queues the clean-up.
         let staged = StagedBlob {
             blob: BlobRef {
                 hash: hash.to_vec(),
@@ -62,40 +96,79 @@ impl BlobStore {
             },
             store: self.clone(),
         };
-        self.pending.insert(hash, &[])?;
-        for (index, chunk) in bytes.chunks(MAX_CHUNK_BYTES).enumerate() {
-            self.chunks.insert(chunk_key(&hash, index as u32), chunk)?;
-        }
+        self.shared.pending.insert(hash, &[])?;
+        self.shared.files.write(&hash, bytes)?;
         Ok(staged)
     }
 
-    /// Reads a whole blob.
+    /// Reads a whole blob. A blob that is gone (deleted by a concurrent change) is
+    /// [`Error::BlobMissing`], which readers answer by reading the state again.
     pub fn read(&self, blob: &BlobRef) -> Result<Bytes> {
-        let len = usize::try_from(blob.len).map_err(Error::internal)?;
-        let count = len.div_ceil(MAX_CHUNK_BYTES).max(1);
-        if count == 1 {
-            // sled's value is reference counted: serve it without copying.
-            return Ok(Bytes::from_owner(self.chunk(&blob.hash, 0)?));
+        let hash = blob_hash(&blob.hash)?;
+        let bytes = self.shared.files.read(&hash)?;
+        if bytes.len() as u64 != blob.len {
+            return Err(Error::BlobMissing);
         }
-        let mut out = BytesMut::with_capacity(len);
-        for index in 0..count {
-            out.extend_from_slice(&self.chunk(&blob.hash, index as u32)?);
-        }
-        Ok(out.freeze())
+        Ok(Bytes::from(bytes))
     }
 
-    fn chunk(&self, hash: &[u8], index: u32) -> Result<sled::IVec> {
-        let hash: &[u8; 32] = hash
-            .try_into()
-            .map_err(|_| Error::internal("malformed blob hash"))?;
-        self.chunks
-            .get(chunk_key(hash, index))?
-            .ok_or_else(|| Error::internal(format!("blob chunk {index} missing")))
-    }
-
-    /// Deletes the chunks of every pending blob that nothing references and nobody has
-    /// pinned. Called at start-up (after a crash) and after deletes.
+    /// Deletes every pending blob that nothing references and nobody has pinned, now,
+    /// on this thread. Used at start-up; everything else asks the sweeper.
     pub fn sweep(&self) -> Result<usize> {
+        self.shared.sweep_pending()
+    }
+
+    /// Asks the sweeper to settle every pending blob (after references were released).
+    pub fn request_sweep(&self) {
+        let _ = self.sweeper.send(Sweep::All);
+    }
+
+    /// Waits (blocking) until the sweeper has handled every request sent so far.
+    pub fn wait_for_sweeper(&self) {
+        let (done, finished) = mpsc::channel();
+        if self.sweeper.send(Sweep::Barrier(done)).is_ok() {
+            let _ = finished.recv();
+        }
+    }
+
+    /// Bytes of blob files on disk (apparent size), for reports.
+    pub fn disk_bytes(&self) -> u64 {
+        dir_bytes(&self.shared.files.root)
+    }
+}
+
+impl Shared {
+    fn run_sweeper(&self, requests: &mpsc::Receiver<Sweep>) {
+        while let Ok(first) = requests.recv() {
+            // Take everything queued, so a burst of deletes costs one scan.
+            let mut batch = vec![first];
+            batch.extend(requests.try_iter());
+            let mut barriers = Vec::new();
+            let mut all = false;
+            let mut ones = Vec::new();
+            for request in batch {
+                match request {
+                    Sweep::One(hash) => ones.push(hash),
+                    Sweep::All => all = true,
+                    Sweep::Barrier(done) => barriers.push(done),
+                }
+            }
+            let result = if all {
+                self.sweep_pending().map(|_| ())
+            } else {
+                ones.into_iter()
+                    .try_for_each(|hash| self.settle_one(hash).map(|_| ()))
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "blob clean-up failed; the next sweep retries it");
+            }
+            for done in barriers {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn sweep_pending(&self) -> Result<usize> {
         let mut deleted = 0;
         for entry in self.pending.iter() {
             let (hash, _) = entry?;
@@ -106,6 +179,7 @@ impl BlobStore {
         Ok(deleted)
     }
 
+    /// Deletes one pending blob if nothing references it and nobody pinned it.
     fn settle_one(&self, hash: [u8; 32]) -> Result<bool> {
         // Holding the pin lock while deleting means no request can pin (and so rewrite)
         // this hash half way through the deletion.
@@ -118,9 +192,7 @@ impl BlobStore {
         }
         let referenced = self.refs.contains_key(hash)?;
         if !referenced {
-            for key in self.chunks.scan_prefix(hash).keys() {
-                self.chunks.remove(key?)?;
-            }
+            self.files.remove(&hash)?;
         }
         self.pending.remove(hash)?;
         Ok(!referenced)
@@ -144,15 +216,109 @@ impl BlobStore {
     }
 }
 
-fn chunk_key(hash: &[u8; 32], index: u32) -> [u8; 36] {
-    let mut key = [0u8; 36];
-    key[..32].copy_from_slice(hash);
-    key[32..].copy_from_slice(&index.to_be_bytes());
-    key
+/// The files themselves.
+struct BlobFiles {
+    root: PathBuf,
+    tmp: PathBuf,
+    /// Makes temporary file names unique within the process.
+    next_tmp: AtomicU64,
 }
 
-/// A blob written but not yet committed. Dropping it unpins it and, if no committed
-/// record references it, deletes its chunks.
+impl BlobFiles {
+    /// Opens (or creates) the blob directory and removes temporary files a crash left.
+    fn open(root: &Path) -> Result<Self> {
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io_error)?;
+        }
+        fs::create_dir_all(&tmp).map_err(io_error)?;
+        Ok(BlobFiles {
+            root: root.to_path_buf(),
+            tmp,
+            next_tmp: AtomicU64::new(0),
+        })
+    }
+
+    fn path(&self, hash: &[u8; 32]) -> PathBuf {
+        let hex = blake3::Hash::from_bytes(*hash).to_hex();
+        self.root
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(hex.as_str())
+    }
+
+    /// Writes the file unless a complete one is there already (same name, same bytes).
+    fn write(&self, hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        let path = self.path(hash);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(());
+        }
+        // Written under a temporary name and renamed, so the final name never shows a
+        // half-written file.
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{}.{n}", std::process::id()));
+        let written = fs::File::create(&tmp).and_then(|mut file| file.write_all(bytes));
+        if let Err(error) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_error(error));
+        }
+        let renamed = match fs::rename(&tmp, &path) {
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                // The fan-out directory does not exist yet.
+                path.parent()
+                    .map_or(Ok(()), fs::create_dir_all)
+                    .and_then(|()| fs::rename(&tmp, &path))
+            }
+            other => other,
+        };
+        if let Err(error) = renamed {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_error(error));
+        }
+        Ok(())
+    }
+
+    fn read(&self, hash: &[u8; 32]) -> Result<Vec<u8>> {
+        match fs::read(self.path(hash)) {
+            Ok(bytes) => Ok(bytes),
+            Err(error) if error.kind() == ErrorKind::NotFound => Err(Error::BlobMissing),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    fn remove(&self, hash: &[u8; 32]) -> Result<()> {
+        match fs::remove_file(self.path(hash)) {
+            Err(error) if error.kind() != ErrorKind::NotFound => Err(io_error(error)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn blob_hash(hash: &[u8]) -> Result<[u8; 32]> {
+    hash.try_into()
+        .map_err(|_| Error::internal("malformed blob hash"))
+}
+
+fn io_error(error: std::io::Error) -> Error {
+    Error::internal(format!("blob storage: {error}"))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_bytes(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// A blob written but not yet committed. Dropping it unpins it and queues its clean-up
+/// (deleted if no committed record references it) for the sweeper thread.
 pub struct StagedBlob {
     blob: BlobRef,
     store: BlobStore,
@@ -167,10 +333,8 @@ impl StagedBlob {
 impl Drop for StagedBlob {
     fn drop(&mut self) {
         if let Ok(hash) = <[u8; 32]>::try_from(self.blob.hash.as_slice()) {
-            self.store.unpin(hash);
-            if let Err(error) = self.store.settle_one(hash) {
-                tracing::warn!(%error, "could not clean up a staged blob; the next start-up sweep will");
-            }
+            self.store.shared.unpin(hash);
+            let _ = self.store.sweeper.send(Sweep::One(hash));
         }
     }
 }

@@ -1,0 +1,246 @@
+use std::path::Path;
+
+use super::*;
+use records::{BlobRef, RenditionRecord};
+
+fn user() -> UserId {
+    UserId::parse("user_id", "u").unwrap()
+}
+
+/// Opens the store again; sled's threads may hold the file lock for a moment after the
+/// previous handle is dropped.
+fn reopen(dir: &Path) -> Store {
+    for _ in 0..100 {
+        if let Ok(store) = Store::open(dir) {
+            return store;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Store::open(dir).expect("reopen the store")
+}
+
+/// Blob files under the data dir (temporary files excluded).
+fn blob_files(dir: &Path) -> usize {
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name() != "tmp")
+                    .map(|e| {
+                        if e.file_type().unwrap().is_dir() {
+                            count(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    count(&dir.join("objects"))
+}
+
+fn media_with(store: &Store, original: &BlobRef, rendition: &BlobRef) -> MediaRecord {
+    let seq = store.next_id().unwrap();
+    MediaRecord {
+        media_id: format!("m{seq}"),
+        user_id: "u".into(),
+        seq,
+        original: original.clone(),
+        renditions: vec![RenditionRecord {
+            edge: 64,
+            format: records::FORMAT_JPEG,
+            blob: rendition.clone(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn blobs_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let bytes: Vec<u8> = (0..300_017).map(|i| (i % 251) as u8).collect();
+    let staged = store.blobs.stage(&bytes).unwrap();
+    assert_eq!(
+        store.blobs.read(staged.blob()).unwrap().as_ref(),
+        bytes.as_slice()
+    );
+    assert_eq!(blob_files(dir.path()), 1);
+}
+
+#[test]
+fn a_blob_that_is_gone_reads_as_missing_not_internal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let staged = store.blobs.stage(b"short-lived").unwrap();
+    let blob = staged.blob().clone();
+    drop(staged);
+    store.blobs.wait_for_sweeper();
+    assert!(matches!(store.blobs.read(&blob), Err(Error::BlobMissing)));
+}
+
+#[test]
+fn uncommitted_blobs_are_removed_when_the_request_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let staged = store.blobs.stage(b"half-written request").unwrap();
+    assert_eq!(blob_files(dir.path()), 1);
+    drop(staged);
+    store.blobs.wait_for_sweeper();
+    assert_eq!(blob_files(dir.path()), 0);
+}
+
+#[test]
+fn committed_blobs_stay_until_their_last_reference_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (original, shared) = (
+        store.blobs.stage(b"original").unwrap(),
+        store.blobs.stage(b"shared").unwrap(),
+    );
+    let first = media_with(&store, original.blob(), shared.blob());
+    let other = store.blobs.stage(b"other").unwrap();
+    let second = media_with(&store, other.blob(), shared.blob());
+    store
+        .transact_blocking(|tx| {
+            tx.insert_media(&user(), &first)?;
+            tx.insert_media(&user(), &second)
+        })
+        .unwrap();
+    drop((original, shared, other));
+    store.blobs.wait_for_sweeper();
+    assert_eq!(
+        blob_files(dir.path()),
+        3,
+        "committed blobs survive their staging guards"
+    );
+
+    store
+        .transact_blocking(|tx| tx.remove_media(&user(), &first))
+        .unwrap();
+    store.blobs.sweep().unwrap();
+    assert_eq!(
+        blob_files(dir.path()),
+        2,
+        "the shared blob is still referenced"
+    );
+    store
+        .transact_blocking(|tx| tx.remove_media(&user(), &second))
+        .unwrap();
+    store.blobs.request_sweep();
+    store.blobs.wait_for_sweeper();
+    assert_eq!(blob_files(dir.path()), 0);
+}
+
+#[test]
+fn blobs_left_by_a_crash_are_swept_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // What a process that died between writing a blob and committing leaves: the
+        // pending mark and the file, and no reference.
+        let store = Store::open(dir.path()).unwrap();
+        let hash = blake3::hash(b"interrupted");
+        store
+            .blobs
+            .pending_tree()
+            .insert(hash.as_bytes(), &[])
+            .unwrap();
+        let hex = hash.to_hex();
+        let fan_out = dir.path().join("objects").join(&hex[..2]).join(&hex[2..4]);
+        std::fs::create_dir_all(&fan_out).unwrap();
+        std::fs::write(fan_out.join(hex.as_str()), b"interrupted").unwrap();
+        store.db.flush().unwrap();
+        assert_eq!(blob_files(dir.path()), 1);
+    }
+    let store = reopen(dir.path());
+    assert_eq!(blob_files(dir.path()), 0);
+    drop(store);
+}
+
+#[test]
+fn blobs_an_older_version_kept_in_sled_move_to_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..200_000).map(|i| (i % 253) as u8).collect();
+    let hash = *blake3::hash(&bytes).as_bytes();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let chunks = db.open_tree("blob_chunks").unwrap();
+        for (index, chunk) in bytes.chunks(128 * 1024).enumerate() {
+            let mut key = hash.to_vec();
+            key.extend_from_slice(&(index as u32).to_be_bytes());
+            chunks.insert(key, chunk).unwrap();
+        }
+        db.open_tree("blob_refs")
+            .unwrap()
+            .insert(hash, &1u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = reopen(dir.path());
+    let blob = BlobRef {
+        hash: hash.to_vec(),
+        len: bytes.len() as u64,
+    };
+    store.blobs.wait_for_sweeper();
+    assert_eq!(store.blobs.read(&blob).unwrap().as_ref(), bytes.as_slice());
+    assert!(!store.db.tree_names().iter().any(|n| n == b"blob_chunks"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_flushes_and_all_become_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let writers: Vec<_> = (0..64u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let user = UserId::parse("user_id", &format!("u{i}")).unwrap();
+                store
+                    .transact(move |tx| tx.bump_version(&user).map(|_| ()))
+                    .await
+                    .unwrap();
+                store.durable().await.unwrap();
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(store.flushing_for().is_none() || store.flushing_for().unwrap().as_secs() < 5);
+    drop(store);
+    let store = reopen(dir.path());
+    for i in 0..64 {
+        let user = UserId::parse("user_id", &format!("u{i}")).unwrap();
+        assert_eq!(store.current_version(&user).unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn media_pages_are_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let blob = store.blobs.stage(b"x").unwrap();
+    let records: Vec<_> = (0..5)
+        .map(|_| media_with(&store, blob.blob(), blob.blob()))
+        .collect();
+    store
+        .transact_blocking(|tx| records.iter().try_for_each(|r| tx.insert_media(&user(), r)))
+        .unwrap();
+    let (page, more) = store.list_media(&user(), None, 2).await.unwrap();
+    assert!(more);
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [records[4].seq, records[3].seq]
+    );
+    let (rest, more) = store
+        .list_media(&user(), Some(records[3].seq), 10)
+        .await
+        .unwrap();
+    assert!(!more);
+    assert_eq!(
+        rest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [records[2].seq, records[1].seq, records[0].seq]
+    );
+}
