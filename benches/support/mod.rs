@@ -17,11 +17,7 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// Runs `bench` on a multi-threaded runtime, unless `cargo bench FILTER` names another
 /// bench (`cargo bench` passes `--bench` and the filter to every bench binary).
 pub fn run_unless_filtered_out<F: Future<Output = ()>>(name: &str, bench: impl FnOnce() -> F) {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+    if filtered_out(name) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -29,6 +25,15 @@ pub fn run_unless_filtered_out<F: Future<Output = ()>>(name: &str, bench: impl F
         .build()
         .expect("tokio runtime");
     runtime.block_on(bench());
+}
+
+/// Whether `cargo bench FILTER` names another bench than `name`.
+pub fn filtered_out(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str()))
 }
 
 /// Connects to a server that may still be starting.
