@@ -48,6 +48,9 @@ pub struct Config {
     /// A store flush that runs longer than this marks the service NOT_SERVING (so an
     /// orchestrator restarts it) until a flush completes again.
     pub store_stall_timeout: Duration,
+    /// Changes are refused (storage-full) while the data dir's filesystem has less free
+    /// space; None = 256 MiB, or 5% of the filesystem when that is smaller.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             download_retry_base: Duration::from_millis(500),
             watch_retention: 10_000,
             store_stall_timeout: Duration::from_secs(10),
+            min_free_bytes: None,
         }
     }
 }
@@ -142,6 +146,10 @@ pub struct Overrides {
     /// A store flush running longer than this turns health NOT_SERVING, in milliseconds.
     #[arg(long, env = "PROFILE_IMAGE_STORE_STALL_TIMEOUT_MS")]
     pub store_stall_timeout_ms: Option<u64>,
+    /// Refuse changes while the data dir's filesystem has less free space, in bytes
+    /// [default: 256 MiB, or 5% of the filesystem when that is smaller].
+    #[arg(long, env = "PROFILE_IMAGE_MIN_FREE_BYTES")]
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Config {
@@ -199,6 +207,9 @@ impl Config {
             &mut self.store_stall_timeout,
             o.store_stall_timeout_ms.map(Duration::from_millis),
         );
+        if o.min_free_bytes.is_some() {
+            self.min_free_bytes = o.min_free_bytes;
+        }
     }
 
     fn validate(&mut self) -> Result<()> {

@@ -20,6 +20,7 @@ pub mod reason {
     pub const IMAGE_NOT_READY: &str = "image-not-ready";
     pub const SHUTTING_DOWN: &str = "shutting-down";
     pub const STORAGE_UNAVAILABLE: &str = "storage-unavailable";
+    pub const STORAGE_FULL: &str = "storage-full";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -47,6 +48,9 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The data dir's filesystem is (nearly) full: changes are refused, reads go on.
+    #[error("{0}")]
+    StorageFull(String),
     /// Storage could not complete the call right now (an I/O failure); retrying may work.
     #[error("{0}")]
     Unavailable(String),
@@ -88,11 +92,28 @@ impl Error {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Error::Internal(detail.to_string())
     }
+
+    /// A storage I/O failure: a full disk (or quota) is [`Error::StorageFull`], anything
+    /// else [`Error::Unavailable`]; neither is a bug.
+    pub fn storage_io(error: &std::io::Error, what: &str) -> Self {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        match error.raw_os_error() {
+            Some(ENOSPC | EDQUOT) => Error::StorageFull(format!("{what}: {error}")),
+            _ if error.kind() == std::io::ErrorKind::StorageFull => {
+                Error::StorageFull(format!("{what}: {error}"))
+            }
+            _ => Error::Unavailable(format!("{what}: {error}")),
+        }
+    }
 }
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
-        Error::internal(format!("storage: {e}"))
+        match &e {
+            sled::Error::Io(io) => Error::storage_io(io, "storage"),
+            _ => Error::internal(format!("storage: {e}")),
+        }
     }
 }
 
@@ -143,6 +164,15 @@ impl From<Error> for tonic::Status {
                 e.to_string(),
                 info(reason::SHUTTING_DOWN),
             ),
+            Error::StorageFull(detail) => {
+                tracing::warn!(%detail, "change refused: storage full");
+                tonic::Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "the server's storage is full; changes are refused until space is freed \
+                     (reads still work)",
+                    info(reason::STORAGE_FULL),
+                )
+            }
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "storage unavailable");
                 tonic::Status::with_error_details(

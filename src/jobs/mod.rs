@@ -55,8 +55,14 @@ enum Outcome {
         reason: &'static str,
         message: String,
     },
+    /// The disk is full: wait until space is back and try again, without spending an
+    /// attempt (a full disk is not the download's fault).
+    WaitForSpace,
     Cancelled,
 }
+
+/// How often a download waiting for disk space looks again.
+const SPACE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Downloads {
     /// Creates the downloader, resumes stored jobs and starts cancelling superseded ones.
@@ -103,6 +109,7 @@ impl Downloads {
     ) -> Result<ProfileView> {
         let url = validate_url(raw_url)
             .map_err(|e| Error::invalid("url", reason::INVALID_URL, e.to_string()))?;
+        self.inner.profiles.store().ensure_space()?;
         let url = url.to_string();
         let (crop_x, crop_y, crop_size) = crop.map_or((0, 0, 0), |c| (c.x, c.y, c.size));
         let template = DownloadJob {
@@ -183,15 +190,21 @@ impl Downloads {
 
     async fn run(&self, user: &UserId, mut job: DownloadJob, cancel: &CancellationToken) {
         // A job resumed after a crash may have stopped while PROCESSING.
-        match self.set_status(user, &job, STATUS_DOWNLOADING).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => {
-                tracing::error!(%error, %user, "could not resume download");
-                return;
+        loop {
+            match self.set_status(user, &job, STATUS_DOWNLOADING).await {
+                Ok(true) => break,
+                Ok(false) => return,
+                Err(Error::StorageFull(_)) if self.wait_for_space(cancel).await => {}
+                Err(error) => {
+                    tracing::error!(%error, %user, "could not resume download");
+                    return;
+                }
             }
         }
         loop {
+            if !self.wait_for_space(cancel).await {
+                return;
+            }
             // A download slot is held for one attempt only, not through the retry wait.
             let permit = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -202,6 +215,7 @@ impl Downloads {
             drop(permit);
             let result = match outcome {
                 Outcome::Done | Outcome::Cancelled => return,
+                Outcome::WaitForSpace => continue,
                 Outcome::Failed { reason, message } => {
                     self.fail(user, &job, reason, message).await.map(|_| false)
                 }
@@ -217,6 +231,8 @@ impl Downloads {
             match result {
                 Ok(true) => {}
                 Ok(false) => return,
+                // The outcome could not be recorded for lack of space: try again later.
+                Err(Error::StorageFull(_)) => continue,
                 Err(error) => {
                     tracing::error!(%error, %user, "download bookkeeping failed; it resumes at the next start");
                     return;
@@ -228,6 +244,23 @@ impl Downloads {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Waits until the data dir has room for changes again; false when cancelled first.
+    async fn wait_for_space(&self, cancel: &CancellationToken) -> bool {
+        let store = self.inner.profiles.store();
+        let mut logged = false;
+        while store.ensure_space().is_err() {
+            if !logged {
+                tracing::warn!("a download waits for disk space before it goes on");
+                logged = true;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(SPACE_POLL) => {}
+            }
+        }
+        true
     }
 
     /// One download attempt, then processing and the READY commit.
@@ -266,12 +299,7 @@ impl Downloads {
         match self.set_status(user, job, STATUS_PROCESSING).await {
             Ok(true) => {}
             Ok(false) => return Outcome::Cancelled,
-            Err(error) => {
-                return Outcome::Failed {
-                    reason: "download-failed",
-                    message: error.to_string(),
-                };
-            }
+            Err(error) => return storage_outcome(user, error),
         }
         let bytes: Arc<[u8]> = fetched.bytes.into();
         let crop = (job.crop_size > 0).then_some(CropRequest {
@@ -294,24 +322,14 @@ impl Downloads {
                     });
                 return Outcome::Failed { reason, message };
             }
-            Err(error) => {
-                return Outcome::Failed {
-                    reason: "download-failed",
-                    message: error.to_string(),
-                };
-            }
+            Err(error) => return storage_outcome(user, error),
         };
         let staged = profiles
             .stage_media(user, &bytes, processed, ImageSource::Url, url.as_str())
             .await;
         let (media, _blobs) = match staged {
             Ok(staged) => staged,
-            Err(error) => {
-                return Outcome::Failed {
-                    reason: "download-failed",
-                    message: error.to_string(),
-                };
-            }
+            Err(error) => return storage_outcome(user, error),
         };
         let version = job.version;
         let owner = user.clone();
@@ -339,10 +357,7 @@ impl Downloads {
             .await;
         match committed {
             Ok(_) => Outcome::Done,
-            Err(error) => Outcome::Failed {
-                reason: "download-failed",
-                message: error.to_string(),
-            },
+            Err(error) => storage_outcome(user, error),
         }
     }
 
@@ -466,5 +481,27 @@ impl Downloads {
             }
         });
         Ok(())
+    }
+}
+
+/// What a download does after a failure of ours (processing or storage), not of the
+/// origin: wait for space, retry, or fail with a message that shows no internals.
+fn storage_outcome(user: &UserId, error: Error) -> Outcome {
+    match error {
+        Error::StorageFull(_) => Outcome::WaitForSpace,
+        Error::Unavailable(detail) => {
+            tracing::warn!(%user, %detail, "download could not be stored; retrying");
+            Outcome::Retry {
+                reason: "download-failed",
+                message: "the image could not be stored yet".into(),
+            }
+        }
+        error => {
+            tracing::error!(%user, %error, "download failed on the server's side");
+            Outcome::Failed {
+                reason: "download-failed",
+                message: "the server could not process or store the image".into(),
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ impl ProfileImages {
         crop: Option<CropRequest>,
         expected: ExpectedVersion,
     ) -> Result<ProfileView> {
+        self.inner.store.ensure_space()?;
         let _lock = self.inner.locks.lock(user).await;
         let media = self.owned_media(user, media_id, "media_id")?;
         let recropped = match crop {
@@ -47,6 +48,7 @@ impl ProfileImages {
 
     /// Deletes a media item and its bytes; if it is active, the profile image too.
     pub async fn delete_media(&self, user: &UserId, media_id: &str) -> Result<()> {
+        self.inner.store.ensure_space()?;
         let lock = self.inner.locks.lock(user).await;
         self.owned_media(user, media_id, "media_id")?;
         let owner = user.clone();
@@ -54,7 +56,7 @@ impl ProfileImages {
         let deleted_profile = self
             .inner
             .store
-            .transact(move |tx| {
+            .transact_change(move |tx| {
                 let Some(current) = tx.media(&id)? else {
                     return abort(Error::NotFound(format!("media {id} not found")));
                 };

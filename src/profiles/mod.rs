@@ -103,12 +103,15 @@ impl ProfileImages {
     }
 
     /// A new upload buffer that enforces the size limit while bytes arrive.
+    /// Refused (storage-full) up front while the disk is full, before any byte is read.
     pub fn upload_buffer(&self, declared_size: u64) -> Result<UploadBuffer> {
+        self.inner.store.ensure_space()?;
         UploadBuffer::new(self.inner.max_upload_bytes, declared_size)
     }
 
     /// Sets the profile image from bytes the client sent (inline or uploaded).
     pub async fn set_image(&self, user: &UserId, image: NewImage) -> Result<ProfileView> {
+        self.inner.store.ensure_space()?;
         // Fail fast on a stale precondition before spending CPU on the image; the commit
         // checks again.
         image
@@ -136,6 +139,7 @@ impl ProfileImages {
         source: ImageSource,
         source_url: &str,
     ) -> Result<(MediaRecord, Vec<StagedBlob>)> {
+        self.inner.store.ensure_space()?;
         let store = self.inner.store.clone();
         let original = original.clone();
         let user = user.clone();
@@ -207,6 +211,7 @@ impl ProfileImages {
         crop: CropRequest,
         expected: ExpectedVersion,
     ) -> Result<ProfileView> {
+        self.inner.store.ensure_space()?;
         let _lock = self.inner.locks.lock(user).await;
         let state = self.state(user)?.ok_or_else(|| no_image(user))?;
         let media = match state.media {
@@ -281,6 +286,7 @@ impl ProfileImages {
 
     /// Removes the active profile image; the media item stays.
     pub async fn delete(&self, user: &UserId, expected: ExpectedVersion) -> Result<()> {
+        self.inner.store.ensure_space()?;
         let owner = user.clone();
         self.commit(user, EventKind::Deleted, move |tx| {
             expected.check(tx.version(&owner)?).or_else(abort)?;
@@ -323,7 +329,7 @@ impl ProfileImages {
     where
         F: Fn(&Tx<'_>) -> TxResult<(ProfileRecord, Option<MediaRecord>)> + Send + 'static,
     {
-        let (record, media) = self.inner.store.transact(change).await?;
+        let (record, media) = self.inner.store.transact_change(change).await?;
         self.inner.store.durable().await?;
         self.release_unreferenced_blobs();
         let view = self.view(user, record, media);
@@ -344,7 +350,7 @@ impl ProfileImages {
         F: Fn(&Tx<'_>) -> TxResult<Option<(ProfileRecord, Option<MediaRecord>)>> + Send + 'static,
     {
         let _lock = self.inner.locks.lock(user).await;
-        let Some((record, media)) = self.inner.store.transact(change).await? else {
+        let Some((record, media)) = self.inner.store.transact_change(change).await? else {
             return Ok(None);
         };
         self.inner.store.durable().await?;

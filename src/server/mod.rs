@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::jobs::Downloads;
 use crate::pb::profile_image_service_server::ProfileImageServiceServer;
 use crate::profiles::ProfileImages;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 use crate::watch::Hub;
 
 /// How long in-flight calls may take to finish after a shutdown signal before the
@@ -36,9 +36,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+    let options = StoreOptions {
+        min_free_bytes: config.min_free_bytes,
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, &options))
         .await
         .map_err(Error::internal)??;
+    let space = store.space();
+    tracing::info!(
+        free_bytes = space.free_bytes(),
+        min_free_bytes = space.min_free_bytes(),
+        "changes are refused while free space is under the watermark"
+    );
     let events = Arc::new(Hub::new(store.clone(), config.watch_retention)?);
     let profiles = ProfileImages::new(&config, store.clone(), events.clone());
     let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone()).await?;
@@ -104,7 +113,8 @@ pub async fn serve(
 
 /// Turns health NOT_SERVING while a store flush has been running longer than
 /// `stall_timeout` (the store stopped making progress: an orchestrator should restart
-/// the process), and SERVING again once flushes complete.
+/// the process), and SERVING again once flushes complete. Also writes the data dir's
+/// reserve file again once there is room for it.
 async fn report_store_stalls(
     store: Store,
     health: tonic_health::server::HealthReporter,
@@ -113,10 +123,16 @@ async fn report_store_stalls(
 ) {
     let period = (stall_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut stalled = false;
+    let mut rounds = 0u32;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(period) => {}
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds.is_multiple_of(8) {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.refill_reserve()).await;
         }
         let flushing_for = store.flushing_for();
         let now_stalled = flushing_for.is_some_and(|running| running >= stall_timeout);

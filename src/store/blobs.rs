@@ -228,10 +228,10 @@ impl BlobFiles {
     /// Opens (or creates) the blob directory and removes temporary files a crash left.
     fn open(root: &Path) -> Result<Self> {
         let tmp = root.join("tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_error)?;
-        }
         fs::create_dir_all(&tmp).map_err(io_error)?;
+        for entry in fs::read_dir(&tmp).map_err(io_error)?.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
         Ok(BlobFiles {
             root: root.to_path_buf(),
             tmp,
@@ -300,7 +300,7 @@ fn blob_hash(hash: &[u8]) -> Result<[u8; 32]> {
 }
 
 fn io_error(error: std::io::Error) -> Error {
-    Error::internal(format!("blob storage: {error}"))
+    Error::storage_io(&error, "blob storage")
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

@@ -26,6 +26,8 @@ struct Completed {
     durable_through: u64,
     /// The flush for tickets up to this one failed (a later success still covers them).
     failed_through: u64,
+    /// Whether that failure was a full disk.
+    failed_full: bool,
 }
 
 /// The handle writers use; the thread stops when the last handle is dropped.
@@ -80,6 +82,10 @@ impl GroupCommit {
             .map_err(|_| Error::internal("the store flusher stopped"))?;
         if outcome.durable_through >= ticket {
             Ok(())
+        } else if outcome.failed_full {
+            Err(Error::StorageFull(
+                "the disk filled up while the change was made durable".into(),
+            ))
         } else {
             Err(Error::Unavailable(
                 "the store could not make the change durable".into(),
@@ -132,16 +138,16 @@ impl Shared {
             }
             let target = self.requested.load(Ordering::SeqCst);
             self.set_flushing(Some(Instant::now()));
-            let result = sync_filesystem(blob_dir).and_then(|()| {
-                db.flush()
-                    .map(|_| ())
-                    .map_err(|e| Error::internal(format!("storage flush: {e}")))
-            });
+            let result = sync_filesystem(blob_dir)
+                .and_then(|()| db.flush().map(|_| ()).map_err(Error::from));
             self.set_flushing(None);
             done = target;
             self.completed.send_modify(|completed| match &result {
                 Ok(()) => completed.durable_through = target,
-                Err(_) => completed.failed_through = target,
+                Err(error) => {
+                    completed.failed_through = target;
+                    completed.failed_full = matches!(error, Error::StorageFull(_));
+                }
             });
             if let Err(error) = result {
                 tracing::error!(%error, "store flush failed");
@@ -161,8 +167,6 @@ impl Shared {
 /// Writes back every dirty file of the filesystem holding `dir` (the blob files and
 /// their directory entries) in one call.
 fn sync_filesystem(dir: &Path) -> Result<()> {
-    let handle = std::fs::File::open(dir)
-        .map_err(|e| Error::internal(format!("open {}: {e}", dir.display())))?;
-    rustix::fs::syncfs(&handle)
-        .map_err(|e| Error::internal(format!("syncfs {}: {e}", dir.display())))
+    let handle = std::fs::File::open(dir).map_err(|e| Error::storage_io(&e, "open blob dir"))?;
+    rustix::fs::syncfs(&handle).map_err(|e| Error::storage_io(&e.into(), "syncfs"))
 }

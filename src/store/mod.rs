@@ -12,6 +12,7 @@
 mod blobs;
 mod durability;
 pub mod records;
+mod space;
 mod tx;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ use sled::transaction::ConflictableTransactionError;
 pub use blobs::{BlobStore, StagedBlob};
 use durability::GroupCommit;
 use records::{DownloadJob, MediaRecord, ProfileRecord};
+pub use space::{FreeSpace, Reserve};
 pub use tx::Tx;
 
 use crate::error::{Error, Result};
@@ -56,12 +58,31 @@ pub struct Store {
     jobs: sled::Tree,
     pub blobs: BlobStore,
     commits: Arc<GroupCommit>,
+    space: Arc<FreeSpace>,
+    reserve: Arc<Reserve>,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Changes are refused while the data dir's filesystem has less free space than
+    /// this; None = 256 MiB, or 5% of the filesystem when that is smaller.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Store {
+    /// Opens (or creates) the store in `dir` with default options. Blocking.
+    pub fn open(dir: &Path) -> Result<Store> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
     /// Opens (or creates) the store in `dir` and cleans up blobs left by requests that
     /// were interrupted. Blocking.
-    pub fn open(dir: &Path) -> Result<Store> {
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::storage_io(&e, "create data dir"))?;
+        let reserve = Reserve::of(dir)?;
+        reserve.release();
+        let space = Arc::new(FreeSpace::new(dir, options.min_free_bytes)?);
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -84,11 +105,14 @@ impl Store {
             commits: Arc::new(GroupCommit::start(db.clone(), blobs.root())?),
             blobs,
             db,
+            space,
+            reserve: Arc::new(reserve),
         };
         let swept = store.blobs.sweep()?;
         if swept > 0 {
             tracing::info!(blobs = swept, "removed blobs left by interrupted writes");
         }
+        store.refill_reserve();
         Ok(store)
     }
 
@@ -96,6 +120,23 @@ impl Store {
     /// a write.
     pub async fn durable(&self) -> Result<()> {
         self.commits.durable().await
+    }
+
+    /// Refuses a change (storage-full) while free space is under the watermark. Cheap:
+    /// the reading is cached for a few hundred milliseconds.
+    pub fn ensure_space(&self) -> Result<()> {
+        self.space.check()
+    }
+
+    /// Writes the data dir's reserve file again if it is missing and there is room
+    /// (see [`Reserve`]). Blocking.
+    pub fn refill_reserve(&self) {
+        self.reserve.refill(&self.space);
+    }
+
+    /// The free-space watermark of the data dir's filesystem.
+    pub fn space(&self) -> &FreeSpace {
+        &self.space
     }
 
     /// How long the flush in progress has been running (None between flushes): a
@@ -189,6 +230,17 @@ impl Store {
         F: Fn(&Tx<'_>) -> TxResult<T> + Send + 'static,
     {
         self.blocking(move |store| store.transact_blocking(f)).await
+    }
+
+    /// [`Store::transact`] for a change that adds bytes: refused (storage-full) before
+    /// anything is written while free space is under the watermark.
+    pub async fn transact_change<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Tx<'_>) -> TxResult<T> + Send + 'static,
+    {
+        self.space.check()?;
+        self.transact(f).await
     }
 
     /// [`Store::transact`] on the calling thread (which must not be a runtime worker).
