@@ -51,6 +51,13 @@ pub struct Config {
     /// Changes are refused (storage-full) while the data dir's filesystem has less free
     /// space; None = 256 MiB, or 5% of the filesystem when that is smaller.
     pub min_free_bytes: Option<u64>,
+    /// New images are refused (UNAVAILABLE, RetryInfo) while this many wait for a
+    /// processing slot already; defaults to 4 x processing_threads.
+    pub max_queued_processing: usize,
+    /// Processing one image longer than this ends with DEADLINE_EXCEEDED.
+    pub processing_timeout: Duration,
+    /// An upload stream that sends nothing for this long ends with DEADLINE_EXCEEDED.
+    pub upload_idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -76,6 +83,9 @@ impl Default for Config {
             watch_retention: 10_000,
             store_stall_timeout: Duration::from_secs(10),
             min_free_bytes: None,
+            max_queued_processing: 0,
+            processing_timeout: Duration::from_secs(30),
+            upload_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -150,6 +160,16 @@ pub struct Overrides {
     /// [default: 256 MiB, or 5% of the filesystem when that is smaller].
     #[arg(long, env = "PROFILE_IMAGE_MIN_FREE_BYTES")]
     pub min_free_bytes: Option<u64>,
+    /// Refuse new images while this many wait for a processing slot
+    /// [default, or 0: 4 x processing threads].
+    #[arg(long, env = "PROFILE_IMAGE_MAX_QUEUED_PROCESSING")]
+    pub max_queued_processing: Option<usize>,
+    /// Longest processing of one image, in milliseconds.
+    #[arg(long, env = "PROFILE_IMAGE_PROCESSING_TIMEOUT_MS")]
+    pub processing_timeout_ms: Option<u64>,
+    /// End an upload stream that sends nothing for this long, in milliseconds.
+    #[arg(long, env = "PROFILE_IMAGE_UPLOAD_IDLE_TIMEOUT_MS")]
+    pub upload_idle_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -210,12 +230,24 @@ impl Config {
         if o.min_free_bytes.is_some() {
             self.min_free_bytes = o.min_free_bytes;
         }
+        set(&mut self.max_queued_processing, o.max_queued_processing);
+        set(
+            &mut self.processing_timeout,
+            o.processing_timeout_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut self.upload_idle_timeout,
+            o.upload_idle_timeout_ms.map(Duration::from_millis),
+        );
     }
 
     fn validate(&mut self) -> Result<()> {
         self.rendition_sizes.retain(|&s| s > 0);
         self.rendition_sizes.sort_unstable();
         self.rendition_sizes.dedup();
+        if self.max_queued_processing == 0 {
+            self.max_queued_processing = 4 * self.processing_threads;
+        }
         let problems = [
             (
                 self.rendition_sizes.is_empty(),

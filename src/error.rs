@@ -21,6 +21,8 @@ pub mod reason {
     pub const SHUTTING_DOWN: &str = "shutting-down";
     pub const STORAGE_UNAVAILABLE: &str = "storage-unavailable";
     pub const STORAGE_FULL: &str = "storage-full";
+    pub const OVERLOADED: &str = "overloaded";
+    pub const DEADLINE_EXCEEDED: &str = "deadline-exceeded";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -48,6 +50,16 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Too much work is queued already: refused at once, the client may retry after
+    /// the delay.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// The call took longer than the server allows (processing, an idle upload).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The data dir's filesystem is (nearly) full: changes are refused, reads go on.
     #[error("{0}")]
     StorageFull(String),
@@ -163,6 +175,19 @@ impl From<Error> for tonic::Status {
                 Code::Unavailable,
                 e.to_string(),
                 info(reason::SHUTTING_DOWN),
+            ),
+            Error::Overloaded {
+                message,
+                retry_after,
+            } => {
+                let mut details = info(reason::OVERLOADED);
+                details.set_retry_info(Some(retry_after));
+                tonic::Status::with_error_details(Code::Unavailable, message, details)
+            }
+            Error::DeadlineExceeded(message) => tonic::Status::with_error_details(
+                Code::DeadlineExceeded,
+                message,
+                info(reason::DEADLINE_EXCEEDED),
             ),
             Error::StorageFull(detail) => {
                 tracing::warn!(%detail, "change refused: storage full");

@@ -16,13 +16,37 @@ use crate::watch::{self, WatchRequest};
 pub struct ProfileImageApi {
     profiles: ProfileImages,
     downloads: Option<crate::jobs::Downloads>,
+    upload_idle_timeout: std::time::Duration,
 }
 
 impl ProfileImageApi {
-    pub fn new(profiles: ProfileImages, downloads: Option<crate::jobs::Downloads>) -> Self {
+    pub fn new(
+        profiles: ProfileImages,
+        downloads: Option<crate::jobs::Downloads>,
+        upload_idle_timeout: std::time::Duration,
+    ) -> Self {
         ProfileImageApi {
             profiles,
             downloads,
+            upload_idle_timeout,
+        }
+    }
+}
+
+impl ProfileImageApi {
+    /// The next message of an upload stream; DEADLINE_EXCEEDED when the client sends
+    /// nothing for the idle timeout.
+    async fn next_upload_message(
+        &self,
+        stream: &mut Streaming<pb::UploadProfileImageRequest>,
+    ) -> Result<Option<pb::UploadProfileImageRequest>, Status> {
+        match tokio::time::timeout(self.upload_idle_timeout, stream.message()).await {
+            Ok(message) => message,
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "the upload sent nothing for {} ms",
+                self.upload_idle_timeout.as_millis()
+            ))
+            .into()),
         }
     }
 }
@@ -94,7 +118,7 @@ impl ProfileImageService for ProfileImageApi {
     ) -> Result<Response<pb::UploadProfileImageResponse>, Status> {
         use pb::upload_profile_image_request::Payload;
         let mut stream = request.into_inner();
-        let metadata = match stream.message().await? {
+        let metadata = match self.next_upload_message(&mut stream).await? {
             Some(pb::UploadProfileImageRequest {
                 payload: Some(Payload::Metadata(metadata)),
             }) => metadata,
@@ -103,8 +127,8 @@ impl ProfileImageService for ProfileImageApi {
         let user = convert::user_id(&metadata.user_id)?;
         let mut buffer = self.profiles.upload_buffer(metadata.size_bytes)?;
         // Returning early drops the stream: the server stops reading at the first
-        // chunk past the limit.
-        while let Some(message) = stream.message().await? {
+        // chunk past the limit, or when the client goes quiet (the buffer is freed).
+        while let Some(message) = self.next_upload_message(&mut stream).await? {
             match message.payload {
                 Some(Payload::Chunk(chunk)) => buffer.push(&chunk)?,
                 Some(Payload::Metadata(_)) => {

@@ -11,7 +11,7 @@ mod view;
 
 use std::sync::Arc;
 
-pub use processing::{Processor, imaging_error};
+pub use processing::{ProcessingLimits, Processor, imaging_error};
 pub use upload::UploadBuffer;
 pub use view::{MediaView, ProfileView, ServedImage, format_from_record, format_to_record};
 
@@ -80,7 +80,15 @@ impl ProfileImages {
         ProfileImages {
             inner: Arc::new(Inner {
                 store,
-                processor: Processor::new(config.processing_threads, limits, spec),
+                processor: Processor::new(
+                    ProcessingLimits {
+                        threads: config.processing_threads,
+                        max_queued: config.max_queued_processing,
+                        timeout: config.processing_timeout,
+                    },
+                    limits,
+                    spec,
+                ),
                 locks: UserLocks::new(),
                 events,
                 rendition_sizes: config.rendition_sizes.clone(),

@@ -2,6 +2,8 @@
 //! cores, and turns imaging failures (panics included) into domain errors.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -9,17 +11,36 @@ use crate::error::{Error, Result, reason};
 use crate::imaging::{self, ImageFormat, ImagingError, Limits, Processed, RenditionSpec};
 use crate::model::CropRequest;
 
+/// How long a client refused for overload is told to wait before retrying.
+const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How much image work may run and wait, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessingLimits {
+    /// Images processed at once (one blocking thread each).
+    pub threads: usize,
+    /// New images refused (UNAVAILABLE with RetryInfo) while this many already wait.
+    pub max_queued: usize,
+    /// Processing one image longer than this ends with DEADLINE_EXCEEDED.
+    pub timeout: Duration,
+}
+
 #[derive(Clone)]
 pub struct Processor {
     permits: Arc<Semaphore>,
+    /// New images being processed or waiting for a slot.
+    queued: Arc<AtomicUsize>,
+    processing: ProcessingLimits,
     pub limits: Arc<Limits>,
     pub spec: Arc<RenditionSpec>,
 }
 
 impl Processor {
-    pub fn new(threads: usize, limits: Limits, spec: RenditionSpec) -> Self {
+    pub fn new(processing: ProcessingLimits, limits: Limits, spec: RenditionSpec) -> Self {
         Processor {
-            permits: Arc::new(Semaphore::new(threads)),
+            permits: Arc::new(Semaphore::new(processing.threads.max(1))),
+            queued: Arc::default(),
+            processing,
             limits: Arc::new(limits),
             spec: Arc::new(spec),
         }
@@ -35,9 +56,27 @@ impl Processor {
     ) -> Result<Processed> {
         let (limits, spec) = (self.limits.clone(), self.spec.clone());
         let crop = crop.map(|c| (c.x, c.y, c.size));
+        let _queued = self.enqueue()?;
         self.run(move || imaging::process(&bytes, crop, &limits, &spec))
             .await?
             .map_err(|e| imaging_error(field, e))
+    }
+
+    /// Counts a new image in, or refuses it when every slot is busy and `max_queued`
+    /// images wait already. The returned guard counts it out when it is done.
+    fn enqueue(&self) -> Result<QueuedImage> {
+        let ahead = self.queued.fetch_add(1, Ordering::SeqCst);
+        let guard = QueuedImage(self.queued.clone());
+        if ahead >= self.processing.threads + self.processing.max_queued {
+            return Err(Error::Overloaded {
+                message: format!(
+                    "{} images are already waiting to be processed; retry shortly",
+                    self.processing.max_queued
+                ),
+                retry_after: OVERLOAD_RETRY_AFTER,
+            });
+        }
+        Ok(guard)
     }
 
     /// Re-encodes one of our renditions into another format.
@@ -59,20 +98,42 @@ impl Processor {
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let _permit = self
+        let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        tokio::task::spawn_blocking(work).await.map_err(|e| {
-            // The imaging code catches decoder panics itself; this is the last line.
-            Error::invalid(
-                "image",
-                reason::INVALID_FILE_FORMAT,
-                format!("the image could not be processed ({e})"),
-            )
-        })
+        // The permit goes with the work: an image that overruns its time keeps its slot
+        // until its thread is really done, so overruns cannot pile up.
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        });
+        let timeout = self.processing.timeout;
+        match tokio::time::timeout(timeout, task).await {
+            Ok(done) => done.map_err(|e| {
+                // The imaging code catches decoder panics itself; this is the last line.
+                Error::invalid(
+                    "image",
+                    reason::INVALID_FILE_FORMAT,
+                    format!("the image could not be processed ({e})"),
+                )
+            }),
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "processing the image took longer than {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// An image counted as waiting for (or holding) a processing slot.
+struct QueuedImage(Arc<AtomicUsize>);
+
+impl Drop for QueuedImage {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -25,6 +25,9 @@ use crate::watch::Hub;
 /// server stops anyway (a client that never closes its connection must not hold it up).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// Concurrent HTTP/2 streams one connection may carry.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
 /// Largest gRPC message accepted: an inline image at the default 10 MiB limit, with room.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -67,7 +70,11 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let api = ProfileImageApi::new(profiles, Some(downloads.clone()));
+    let api = ProfileImageApi::new(
+        profiles,
+        Some(downloads.clone()),
+        config.upload_idle_timeout,
+    );
     let service = ProfileImageServiceServer::new(api)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -76,6 +83,14 @@ pub async fn serve(
     tracing::info!("listening on {address}");
     let stopping = shutdown.clone();
     let serving = tonic::transport::Server::builder()
+        // HTTP/2 limits, set deliberately: a client may multiplex many WatchStatus
+        // streams on one connection (1,024 at most); a connection that stops answering
+        // pings for 20 s (dead peer, silent network drop) is closed; request headers
+        // beyond 16 KiB are refused.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_max_header_list_size(Some(16 * 1024))
         .add_service(health_service)
         .add_service(reflection_v1()?)
         .add_service(reflection_v1alpha()?)
@@ -169,6 +184,8 @@ fn accept(
 ) -> impl tokio_stream::Stream<Item = std::io::Result<Coalesced<TcpStream>>> {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
+        // TCP keepalive too, for peers that vanish without a FIN.
+        .with_keepalive(Some(Duration::from_secs(60)))
         .map(|accepted| accepted.map(Coalesced::new))
 }
 
