@@ -79,7 +79,9 @@ async fn sixteen_writers_with_readers_and_a_watcher_stay_available_and_survive_k
     const USERS_PER_WRITER: u64 = 4;
     const SETS_PER_WRITER: u64 = 24;
 
-    let mut server = Server::start().await;
+    // Room for every writer in the processing queue: this test is about the store
+    // (load shedding has its own test in tests/overload.rs).
+    let mut server = Server::start_with(&["--max-queued-processing", "32"]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let prober = tokio::spawn(probe_health(server.url(), stop.clone()));
 
