@@ -58,6 +58,8 @@ pub struct Config {
     pub processing_timeout: Duration,
     /// An upload stream that sends nothing for this long ends with DEADLINE_EXCEEDED.
     pub upload_idle_timeout: Duration,
+    /// Where Prometheus metrics are served (`/metrics`); None = off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             max_queued_processing: 0,
             processing_timeout: Duration::from_secs(30),
             upload_idle_timeout: Duration::from_secs(30),
+            metrics_listen: None,
         }
     }
 }
@@ -170,6 +173,9 @@ pub struct Overrides {
     /// End an upload stream that sends nothing for this long, in milliseconds.
     #[arg(long, env = "PROFILE_IMAGE_UPLOAD_IDLE_TIMEOUT_MS")]
     pub upload_idle_timeout_ms: Option<u64>,
+    /// Serve Prometheus metrics on this address (path /metrics) [default: off].
+    #[arg(long, env = "PROFILE_IMAGE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -231,6 +237,9 @@ impl Config {
             self.min_free_bytes = o.min_free_bytes;
         }
         set(&mut self.max_queued_processing, o.max_queued_processing);
+        if o.metrics_listen.is_some() {
+            self.metrics_listen = o.metrics_listen;
+        }
         set(
             &mut self.processing_timeout,
             o.processing_timeout_ms.map(Duration::from_millis),

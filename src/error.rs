@@ -1,6 +1,8 @@
 //! The one domain error type, and its one mapping to `tonic::Status`.
 
 use tonic::Code;
+
+use crate::telemetry;
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// Domain of the google.rpc ErrorInfo this service sends.
@@ -180,6 +182,8 @@ impl From<Error> for tonic::Status {
                 message,
                 retry_after,
             } => {
+                metrics::counter!(telemetry::CHANGES_REFUSED, "reason" => reason::OVERLOADED)
+                    .increment(1);
                 let mut details = info(reason::OVERLOADED);
                 details.set_retry_info(Some(retry_after));
                 tonic::Status::with_error_details(Code::Unavailable, message, details)
@@ -191,6 +195,8 @@ impl From<Error> for tonic::Status {
             ),
             Error::StorageFull(detail) => {
                 tracing::warn!(%detail, "change refused: storage full");
+                metrics::counter!(telemetry::CHANGES_REFUSED, "reason" => reason::STORAGE_FULL)
+                    .increment(1);
                 tonic::Status::with_error_details(
                     Code::ResourceExhausted,
                     "the server's storage is full; changes are refused until space is freed \

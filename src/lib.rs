@@ -16,6 +16,7 @@ pub mod pb;
 pub mod profiles;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod watch;
 
 pub use config::Config;

@@ -23,6 +23,7 @@ use crate::store::records::{
     DownloadJob, ProfileRecord, SOURCE_URL, STATUS_DOWNLOADING, STATUS_FAILED, STATUS_PROCESSING,
     STATUS_READY,
 };
+use crate::telemetry;
 use crate::watch::EventKind;
 
 /// Starts, resumes, retries and supersedes downloads. Cheap to clone.
@@ -214,7 +215,14 @@ impl Downloads {
             let outcome = self.attempt(user, &job, cancel).await;
             drop(permit);
             let result = match outcome {
-                Outcome::Done | Outcome::Cancelled => return,
+                Outcome::Done => {
+                    metrics::counter!(telemetry::DOWNLOADS, "outcome" => "ready").increment(1);
+                    return;
+                }
+                Outcome::Cancelled => {
+                    metrics::counter!(telemetry::DOWNLOADS, "outcome" => "superseded").increment(1);
+                    return;
+                }
                 Outcome::WaitForSpace => continue,
                 Outcome::Failed { reason, message } => {
                     self.fail(user, &job, reason, message).await.map(|_| false)
@@ -430,6 +438,7 @@ impl Downloads {
         message: String,
     ) -> Result<()> {
         tracing::info!(%user, reason, %message, "download failed");
+        metrics::counter!(telemetry::DOWNLOADS, "outcome" => "failed").increment(1);
         let version = job.version;
         let owner = user.clone();
         self.inner

@@ -23,6 +23,7 @@ use crate::store::records::{
     self, MediaRecord, ProfileRecord, RenditionRecord, SOURCE_MEDIA, SOURCE_UPLOAD, STATUS_READY,
 };
 use crate::store::{StagedBlob, Store, Tx, TxResult, abort};
+use crate::telemetry;
 use crate::watch::{EventKind, Hub};
 use locks::UserLocks;
 
@@ -148,6 +149,7 @@ impl ProfileImages {
         source_url: &str,
     ) -> Result<(MediaRecord, Vec<StagedBlob>)> {
         self.inner.store.ensure_space()?;
+        let _timer = StageTimer::new("store");
         let store = self.inner.store.clone();
         let original = original.clone();
         let user = user.clone();
@@ -337,6 +339,7 @@ impl ProfileImages {
     where
         F: Fn(&Tx<'_>) -> TxResult<(ProfileRecord, Option<MediaRecord>)> + Send + 'static,
     {
+        let _timer = StageTimer::new("commit");
         let (record, media) = self.inner.store.transact_change(change).await?;
         self.inner.store.durable().await?;
         self.release_unreferenced_blobs();
@@ -358,6 +361,7 @@ impl ProfileImages {
         F: Fn(&Tx<'_>) -> TxResult<Option<(ProfileRecord, Option<MediaRecord>)>> + Send + 'static,
     {
         let _lock = self.inner.locks.lock(user).await;
+        let _timer = StageTimer::new("commit");
         let Some((record, media)) = self.inner.store.transact_change(change).await? else {
             return Ok(None);
         };
@@ -365,6 +369,28 @@ impl ProfileImages {
         let view = self.view(user, record, media);
         self.inner.events.publish(kind, user, Some(view.clone()))?;
         Ok(Some(view))
+    }
+}
+
+/// Records how long a pipeline stage took when dropped (so early returns count too).
+struct StageTimer {
+    stage: &'static str,
+    started: std::time::Instant,
+}
+
+impl StageTimer {
+    fn new(stage: &'static str) -> Self {
+        StageTimer {
+            stage,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for StageTimer {
+    fn drop(&mut self) {
+        metrics::histogram!(telemetry::PIPELINE_SECONDS, "stage" => self.stage)
+            .record(self.started.elapsed().as_secs_f64());
     }
 }
 

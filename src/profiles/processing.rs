@@ -57,6 +57,7 @@ impl Processor {
         let (limits, spec) = (self.limits.clone(), self.spec.clone());
         let crop = crop.map(|c| (c.x, c.y, c.size));
         let _queued = self.enqueue()?;
+        let _timer = super::StageTimer::new("process");
         self.run(move || imaging::process(&bytes, crop, &limits, &spec))
             .await?
             .map_err(|e| imaging_error(field, e))

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 mod coalesce;
+mod metrics;
 
 use coalesce::Coalesced;
 
@@ -19,6 +20,7 @@ use crate::jobs::Downloads;
 use crate::pb::profile_image_service_server::ProfileImageServiceServer;
 use crate::profiles::ProfileImages;
 use crate::store::{Store, StoreOptions};
+use crate::telemetry;
 use crate::watch::Hub;
 
 /// How long in-flight calls may take to finish after a shutdown signal before the
@@ -38,6 +40,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    if let Some(address) = config.metrics_listen {
+        metrics::install(address)?;
+    }
     let data_dir = config.data_dir.clone();
     let options = StoreOptions {
         min_free_bytes: config.min_free_bytes,
@@ -51,6 +56,7 @@ pub async fn serve(
         min_free_bytes = space.min_free_bytes(),
         "changes are refused while free space is under the watermark"
     );
+    ::metrics::gauge!(telemetry::MIN_FREE_BYTES).set(space.min_free_bytes() as f64);
     let events = Arc::new(Hub::new(store.clone(), config.watch_retention)?);
     let profiles = ProfileImages::new(&config, store.clone(), events.clone());
     let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone()).await?;
@@ -83,6 +89,9 @@ pub async fn serve(
     tracing::info!("listening on {address}");
     let stopping = shutdown.clone();
     let serving = tonic::transport::Server::builder()
+        .layer(metrics::GrpcMetricsLayer {
+            enabled: config.metrics_listen.is_some(),
+        })
         // HTTP/2 limits, set deliberately: a client may multiplex many WatchStatus
         // streams on one connection (1,024 at most); a connection that stops answering
         // pings for 20 s (dead peer, silent network drop) is closed; request headers
@@ -145,9 +154,16 @@ async fn report_store_stalls(
             () = tokio::time::sleep(period) => {}
         }
         rounds = rounds.wrapping_add(1);
+        ::metrics::gauge!(telemetry::FREE_BYTES).set(store.space().free_bytes() as f64);
         if rounds.is_multiple_of(8) {
             let store = store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.refill_reserve()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                store.refill_reserve();
+                if let Ok(bytes) = store.disk_bytes() {
+                    ::metrics::gauge!(telemetry::STORE_BYTES).set(bytes as f64);
+                }
+            })
+            .await;
         }
         let flushing_for = store.flushing_for();
         let now_stalled = flushing_for.is_some_and(|running| running >= stall_timeout);

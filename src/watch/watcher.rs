@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::model::UserId;
 use crate::profiles::ProfileImages;
 use crate::store::records::{STATUS_FAILED, STATUS_READY};
+use crate::telemetry;
 use crate::watch::{Event, EventKind};
 
 /// What a watcher asked for.
@@ -44,6 +45,7 @@ pub fn watch(profiles: ProfileImages, request: WatchRequest) -> Result<WatchStre
         finished: false,
         profiles,
         request,
+        _counted: OpenWatcher::new(),
     };
     stream.initial = match subscription.replay {
         Some(events) => events.into_iter().filter(|e| stream.wants(e)).collect(),
@@ -62,6 +64,23 @@ pub struct WatchStream {
     finished: bool,
     profiles: ProfileImages,
     request: WatchRequest,
+    _counted: OpenWatcher,
+}
+
+/// Counts an open stream in the watchers gauge while it lives.
+struct OpenWatcher;
+
+impl OpenWatcher {
+    fn new() -> Self {
+        metrics::gauge!(telemetry::WATCHERS).increment(1.0);
+        OpenWatcher
+    }
+}
+
+impl Drop for OpenWatcher {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::WATCHERS).decrement(1.0);
+    }
 }
 
 impl WatchStream {
