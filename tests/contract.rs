@@ -10,7 +10,12 @@ use client_tools::{buf, repo, run, run_failing};
 
 #[test]
 fn buf_lint_standard_passes() {
-    run("buf lint proto", Command::new(buf()).current_dir(repo()).args(["lint", "proto"]));
+    run(
+        "buf lint proto",
+        Command::new(buf())
+            .current_dir(repo())
+            .args(["lint", "proto"]),
+    );
 }
 
 #[test]
@@ -18,9 +23,12 @@ fn contract_has_no_breaking_change_against_the_baseline() {
     run(
         "buf breaking proto --against proto/baseline.binpb (a deliberate break must update \
          the baseline: buf build proto --exclude-source-info -o proto/baseline.binpb)",
-        Command::new(buf())
-            .current_dir(repo())
-            .args(["breaking", "proto", "--against", "proto/baseline.binpb"]),
+        Command::new(buf()).current_dir(repo()).args([
+            "breaking",
+            "proto",
+            "--against",
+            "proto/baseline.binpb",
+        ]),
     );
 }
 

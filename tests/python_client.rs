@@ -28,7 +28,14 @@ fn fresh_venv(dir: &Path) -> PathBuf {
     run(
         "pip install ./clients/python[test] into a fresh venv",
         Command::new(&venv_python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+            ])
             .arg(format!("{}[test]", package().display())),
     );
     venv_python
@@ -55,8 +62,16 @@ fn python_package_installs_type_checks_and_passes_its_tests_against_the_server()
         )
     };
     let tests = package().join("tests");
-    mypy("mypy --strict profileimage", &package(), &[Path::new("profileimage")]);
-    mypy("mypy --strict tests (against the installed package)", outside.path(), &[&tests]);
+    mypy(
+        "mypy --strict profileimage",
+        &package(),
+        &[Path::new("profileimage")],
+    );
+    mypy(
+        "mypy --strict tests (against the installed package)",
+        outside.path(),
+        &[&tests],
+    );
     let output = run(
         "pytest clients/python/tests",
         Command::new(&python)

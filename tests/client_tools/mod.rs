@@ -66,6 +66,9 @@ pub fn run_failing(what: &str, command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!output.status.success(), "{what} succeeded but should fail:\n{text}");
+    assert!(
+        !output.status.success(),
+        "{what} succeeded but should fail:\n{text}"
+    );
     text
 }
