@@ -81,7 +81,9 @@ impl ClientBuilder {
             Some(token) => Some(
                 format!("Bearer {token}")
                     .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| Error::Config("the bearer token is not a valid header value".into()))?,
+                    .map_err(|_| {
+                        Error::Config("the bearer token is not a valid header value".into())
+                    })?,
             ),
             None => None,
         };
