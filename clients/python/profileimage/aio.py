@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -68,18 +69,18 @@ class AsyncClient:
             raise error_from_rpc(error) from error
         return reply.profile_image
 
-    async def upload_file(
+    async def upload(
         self,
         user: str,
-        path: Source,
+        source: Source,
         crop: Crop | None = None,
         *,
         expected_version: int | None = None,
         progress: Progress | None = None,
     ) -> pb.ProfileImage:
-        """Uploads a file (a path, bytes or a binary file object) in 1 MiB chunks."""
+        """Uploads bytes, a binary file object or a file (path) in 1 MiB chunks."""
         # grpc.aio takes a plain iterator too; file reads are small and local.
-        requests = rq.upload_requests(user, path, crop, expected_version, progress)
+        requests = rq.upload_requests(user, source, crop, expected_version, progress)
         try:
             reply = await self._stub.UploadProfileImage(
                 requests, timeout=self._timeout, metadata=self._metadata
@@ -88,7 +89,19 @@ class AsyncClient:
             raise error_from_rpc(error) from error
         return reply.profile_image
 
-    upload = upload_file
+    async def upload_file(
+        self,
+        user: str,
+        path: str | os.PathLike[str],
+        crop: Crop | None = None,
+        *,
+        expected_version: int | None = None,
+        progress: Progress | None = None,
+    ) -> pb.ProfileImage:
+        """Uploads the file at ``path`` in 1 MiB chunks; the new state (READY)."""
+        return await self.upload(
+            user, path, crop, expected_version=expected_version, progress=progress
+        )
 
     async def set_inline(self, user: str, data: bytes, crop: Crop | None = None) -> pb.ProfileImage:
         return await self._set(rq.set_request(user, data=data, crop=crop))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -79,17 +79,17 @@ class Client:
             raise error_from_rpc(error) from error
         return reply.profile_image
 
-    def upload_file(
+    def upload(
         self,
         user: str,
-        path: Source,
+        source: Source,
         crop: Crop | None = None,
         *,
         expected_version: int | None = None,
         progress: Progress | None = None,
     ) -> pb.ProfileImage:
-        """Uploads a file (a path, bytes or a binary file object) in 1 MiB chunks."""
-        requests = rq.upload_requests(user, path, crop, expected_version, progress)
+        """Uploads bytes, a binary file object or a file (path) in 1 MiB chunks."""
+        requests = rq.upload_requests(user, source, crop, expected_version, progress)
         try:
             reply = self._stub.UploadProfileImage(
                 requests, timeout=self._timeout, metadata=self._metadata
@@ -98,7 +98,19 @@ class Client:
             raise error_from_rpc(error) from error
         return reply.profile_image
 
-    upload = upload_file
+    def upload_file(
+        self,
+        user: str,
+        path: str | os.PathLike[str],
+        crop: Crop | None = None,
+        *,
+        expected_version: int | None = None,
+        progress: Progress | None = None,
+    ) -> pb.ProfileImage:
+        """Uploads the file at ``path`` in 1 MiB chunks; the new state (READY)."""
+        return self.upload(
+            user, path, crop, expected_version=expected_version, progress=progress
+        )
 
     def set_inline(self, user: str, data: bytes, crop: Crop | None = None) -> pb.ProfileImage:
         """Sets the image from bytes sent in one message (small images)."""
@@ -124,12 +136,9 @@ class Client:
     def wait_until_complete(self, user: str, timeout: float) -> pb.ProfileImage | None:
         """Waits until the image is READY or FAILED; that state (None: no image)."""
         last: pb.ProfileImage | None = None
-        deadline = time.monotonic() + timeout
         request = pb.WatchStatusRequest(user_id=user, until_complete=True)
         try:
-            for event in self._stub.WatchStatus(
-                request, timeout=max(0.0, deadline - time.monotonic()), metadata=self._metadata
-            ):
+            for event in self._stub.WatchStatus(request, timeout=timeout, metadata=self._metadata):
                 last = event.profile_image if event.HasField("profile_image") else None
         except grpc.RpcError as error:
             raise error_from_rpc(error) from error

@@ -55,21 +55,17 @@ class ProfileImageError(Exception):
 
 def error_from_rpc(error: grpc.RpcError) -> ProfileImageError:
     """Turns what grpcio raised (sync or asyncio) into a ProfileImageError."""
-    if isinstance(error, (grpc.Call, grpc.aio.AioRpcError)):
-        code = error.code()
-        message = error.details() or ""
-    else:
-        code, message = grpc.StatusCode.UNKNOWN, str(error)
-    result = ProfileImageError(code=code, message=message)
+    if not isinstance(error, (grpc.Call, grpc.aio.AioRpcError)):
+        return ProfileImageError(code=grpc.StatusCode.UNKNOWN, message=str(error))
+    result = ProfileImageError(code=error.code(), message=error.details() or "")
     try:
         # AioRpcError has the same synchronous accessors from_call reads.
         status = rpc_status.from_call(error)
     except ValueError:
         status = None  # details that contradict the status: ignore them
-    if status is None:
-        return result
-    for detail in status.details:
-        _add_detail(result, detail)
+    if status is not None:
+        for detail in status.details:
+            _add_detail(result, detail)
     return result
 
 

@@ -39,14 +39,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// The gRPC status code: the server's, or UNAVAILABLE / DEADLINE_EXCEEDED /
-    /// INVALID_ARGUMENT / INTERNAL for the client's own failures.
+    /// The gRPC status code: the server's, or for the client's own failures UNAVAILABLE
+    /// (connect), INVALID_ARGUMENT (setting), CANCELLED (the upload's source failed, so
+    /// the call was cancelled), DEADLINE_EXCEEDED (timeout), INTERNAL (protocol).
     pub fn code(&self) -> Code {
         match self {
             Error::Status(status) => status.code,
             Error::Connect { .. } => Code::Unavailable,
             Error::Config(_) => Code::InvalidArgument,
-            Error::Read { .. } => Code::Aborted,
+            Error::Read { .. } => Code::Cancelled,
             Error::Timeout(_) => Code::DeadlineExceeded,
             Error::Protocol(_) => Code::Internal,
         }
