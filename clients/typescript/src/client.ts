@@ -4,9 +4,10 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type Client, type Interceptor, createClient } from "@connectrpc/connect";
+import { type Client, Code, type Interceptor, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { ProfileImageError } from "./errors.js";
@@ -63,6 +64,12 @@ export interface WatchOptions {
   readonly afterSequence?: bigint;
   readonly signal?: AbortSignal;
 }
+
+/** Consecutive failed reconnects after which `watch` gives up with the last error. */
+export const MAX_RECONNECTS = 8;
+
+/** Errors a new call may not meet: the connection or the server went away. */
+const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.Canceled, Code.Aborted, Code.Internal]);
 
 const FORMATS: Record<Format, ImageFormat> = {
   jpeg: ImageFormat.JPEG,
@@ -195,20 +202,44 @@ export class ProfileImageClient {
     await this.call(() => this.stub.deleteMedia({ userId: user, mediaId }, { timeoutMs: this.timeoutMs }));
   }
 
-  /** The snapshot, then each change: of `user`, or of everyone (undefined). */
+  /**
+   * The snapshot, then each change: of `user`, or of everyone (undefined).
+   *
+   * When the connection drops (or the server ends the stream), a new call resumes with
+   * `afterSequence` = the last sequence seen, so no event retained by the server is lost
+   * or repeated; it gives up after MAX_RECONNECTS consecutive failures (backoff 100 ms
+   * doubling to 5 s). With `untilComplete` it is one call that ends on READY/FAILED.
+   */
   async *watch(user?: string, options: WatchOptions = {}): AsyncGenerator<WatchStatusResponse> {
-    const events = this.stub.watchStatus(
-      {
-        userId: user ?? "",
-        untilComplete: options.untilComplete ?? false,
-        afterSequence: options.afterSequence ?? 0n,
-      },
-      { signal: options.signal },
-    );
-    try {
-      yield* events;
-    } catch (thrown) {
-      throw ProfileImageError.from(thrown);
+    const request = {
+      userId: user ?? "",
+      untilComplete: options.untilComplete ?? false,
+      afterSequence: options.afterSequence ?? 0n,
+    };
+    let failures = 0;
+    for (;;) {
+      try {
+        for await (const event of this.stub.watchStatus(request, { signal: options.signal })) {
+          failures = 0;
+          request.afterSequence = event.sequence;
+          yield event;
+        }
+        if (request.untilComplete) {
+          return;
+        }
+      } catch (thrown) {
+        const error = ProfileImageError.from(thrown);
+        const retry = !request.untilComplete && RETRYABLE.has(error.code) && failures < MAX_RECONNECTS;
+        if (!retry || options.signal?.aborted === true) {
+          throw error;
+        }
+      }
+      failures += 1;
+      try {
+        await delay(Math.min(100 * 2 ** (failures - 1), 5_000), undefined, { signal: options.signal });
+      } catch (aborted) {
+        throw ProfileImageError.from(aborted);
+      }
     }
   }
 

@@ -15,7 +15,15 @@ import {
   Source,
   Status,
 } from "../src/index.js";
-import { corpusFile, newUser, type Origin, type RunningServer, startOrigin, startServer } from "./fixtures.js";
+import {
+  corpusFile,
+  newUser,
+  type Origin,
+  type RunningServer,
+  startOrigin,
+  startProxy,
+  startServer,
+} from "./fixtures.js";
 
 const BIG_PHOTO = corpusFile("camera/olympus_12mp.jpg"); // 2.9 MB: three 1 MiB chunks
 
@@ -163,5 +171,30 @@ describe("ProfileImageClient against the real server", () => {
     abort.abort();
     await seen.catch(() => undefined);
     assert.equal(found?.userId, user);
+  });
+
+  test("watch resumes after a dropped connection and gets the missed event replayed", async () => {
+    const user = newUser();
+    await client.setInline(user, await readFile(corpusFile("photos/rocket.jpg")));
+    const proxy = await startProxy(server.url);
+    const abort = new AbortController();
+    const events = new ProfileImageClient(proxy.url).watch(user, { signal: abort.signal });
+    try {
+      const snapshot = (await events.next()).value;
+      assert.equal(snapshot?.type, EventType.SNAPSHOT);
+
+      proxy.cut();
+      const missed = await client.crop(user, { x: 0, y: 0, size: 50 });
+      proxy.resume();
+
+      const replayed = (await events.next()).value;
+      assert.equal(replayed?.type, EventType.CROPPED, "replayed, not a new snapshot");
+      assert.equal(replayed?.profileImage?.version, missed.version);
+      assert.ok(replayed.sequence > snapshot.sequence);
+    } finally {
+      abort.abort();
+      await events.return(undefined);
+      await proxy.close();
+    }
   });
 });

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFile, mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
 import { createInterface } from "node:readline";
@@ -78,5 +78,54 @@ export async function startOrigin(): Promise<Origin> {
   return {
     base: `http://127.0.0.1:${port}`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A TCP proxy to `target` (host:port) whose connections can be cut: `cut` drops them all
+ * and refuses new ones until `resume`. */
+export interface Proxy {
+  readonly url: string;
+  cut(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export async function startProxy(target: string): Promise<Proxy> {
+  const [host, port] = target.replace("http://", "").split(":");
+  const sockets = new Set<Socket>();
+  let refusing = false;
+  const server = createNetServer((inbound) => {
+    if (refusing) {
+      inbound.destroy();
+      return;
+    }
+    const outbound = connect(Number(port), host ?? "127.0.0.1");
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => undefined);
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port: proxyPort } = server.address() as AddressInfo;
+  const dropAll = () => {
+    for (const socket of sockets) {
+      socket.destroy();
+    }
+  };
+  return {
+    url: `http://127.0.0.1:${proxyPort}`,
+    cut() {
+      refusing = true;
+      dropAll();
+    },
+    resume() {
+      refusing = false;
+    },
+    close() {
+      dropAll();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
