@@ -155,6 +155,15 @@ def _read_full(reader: BinaryIO | _BytesReader, size: int) -> bytes:
     return b"".join(parts)
 
 
+#: Consecutive failed reconnects after which ``watch`` gives up with the last error.
+MAX_RECONNECTS = 8
+
+
+def reconnect_delay(failures: int) -> float:
+    """Seconds to wait before reconnect number ``failures``: 0.1 doubling, at most 5."""
+    return float(min(0.1 * 2 ** (failures - 1), 5.0))
+
+
 def is_complete(event: pb.WatchStatusResponse) -> bool:
     """True when the state is final: READY, FAILED or no image."""
     if not event.HasField("profile_image"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 
 import grpc
@@ -13,7 +13,7 @@ import grpc.aio
 from profileimage import _requests as rq
 from profileimage._requests import Crop, Format, Progress, Source
 from profileimage.client import CHANNEL_OPTIONS
-from profileimage.errors import ProfileImageError, error_from_rpc
+from profileimage.errors import RETRYABLE, ProfileImageError, error_from_rpc
 from profileimage.v1 import profile_image_pb2 as pb
 from profileimage.v1 import profile_image_pb2_grpc as pb_grpc
 
@@ -182,17 +182,29 @@ class AsyncClient:
 
     async def watch(
         self, user: str | None = None, *, until_complete: bool = False, after_sequence: int = 0
-    ) -> AsyncIterator[pb.WatchStatusResponse]:
-        """The snapshot, then each change: of ``user``, or of everyone (None)."""
-        request = pb.WatchStatusRequest(
-            user_id=user or "", until_complete=until_complete, after_sequence=after_sequence
-        )
-        call = self._stub.WatchStatus(request, metadata=self._metadata)
-        try:
-            async for event in call:
-                yield event
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from error
-        finally:
-            call.cancel()
+    ) -> AsyncGenerator[pb.WatchStatusResponse, None]:
+        """The snapshot, then each change: of ``user``, or of everyone (None).
 
+        Resumes after a dropped connection like Client.watch.
+        """
+        failures = 0
+        while True:
+            request = pb.WatchStatusRequest(
+                user_id=user or "", until_complete=until_complete, after_sequence=after_sequence
+            )
+            call = self._stub.WatchStatus(request, metadata=self._metadata)
+            try:
+                async for event in call:
+                    failures = 0
+                    after_sequence = event.sequence
+                    yield event
+                if until_complete:
+                    return
+            except grpc.RpcError as error:
+                failure = error_from_rpc(error)
+                if until_complete or failure.code not in RETRYABLE or failures >= rq.MAX_RECONNECTS:
+                    raise failure from error
+            finally:
+                call.cancel()
+            failures += 1
+            await asyncio.sleep(rq.reconnect_delay(failures))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from types import TracebackType
 
 import grpc
 
 from profileimage import _requests as rq
 from profileimage._requests import Crop, Format, Progress, Source
-from profileimage.errors import error_from_rpc
+from profileimage.errors import RETRYABLE, error_from_rpc
 from profileimage.v1 import profile_image_pb2 as pb
 from profileimage.v1 import profile_image_pb2_grpc as pb_grpc
 
@@ -189,15 +190,32 @@ class Client:
 
     def watch(
         self, user: str | None = None, *, until_complete: bool = False, after_sequence: int = 0
-    ) -> Iterator[pb.WatchStatusResponse]:
+    ) -> Generator[pb.WatchStatusResponse, None, None]:
         """The snapshot, then each change: of ``user``, or of everyone (None).
 
-        With ``until_complete`` it ends once the state is READY, FAILED or absent.
+        When the connection drops (or the server ends the stream) a new call resumes after
+        the last sequence seen, so no event the server still retains is lost or repeated;
+        it gives up after MAX_RECONNECTS consecutive failures. With ``until_complete`` it
+        is one call that ends once the state is READY, FAILED or absent.
         """
-        request = pb.WatchStatusRequest(
-            user_id=user or "", until_complete=until_complete, after_sequence=after_sequence
-        )
-        try:
-            yield from self._stub.WatchStatus(request, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from error
+        failures = 0
+        while True:
+            request = pb.WatchStatusRequest(
+                user_id=user or "", until_complete=until_complete, after_sequence=after_sequence
+            )
+            call = self._stub.WatchStatus(request, metadata=self._metadata)
+            try:
+                for event in call:
+                    failures = 0
+                    after_sequence = event.sequence
+                    yield event
+                if until_complete:
+                    return
+            except grpc.RpcError as error:
+                failure = error_from_rpc(error)
+                if until_complete or failure.code not in RETRYABLE or failures >= rq.MAX_RECONNECTS:
+                    raise failure from error
+            finally:
+                call.cancel()
+            failures += 1
+            time.sleep(rq.reconnect_delay(failures))

@@ -53,6 +53,18 @@ class ProfileImageError(Exception):
         return text
 
 
+#: Codes after which a new call may succeed: the connection or the server went away.
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+
+
 def error_from_rpc(error: grpc.RpcError) -> ProfileImageError:
     """Turns what grpcio raised (sync or asyncio) into a ProfileImageError."""
     if not isinstance(error, (grpc.Call, grpc.aio.AioRpcError)):

@@ -11,6 +11,7 @@ import functools
 import http.server
 import os
 import re
+import socket
 import subprocess
 import threading
 import uuid
@@ -85,3 +86,69 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def user() -> str:
     """A user no other test touches."""
     return f"py-{uuid.uuid4().hex[:12]}"
+
+
+class Proxy:
+    """A TCP proxy to ``target`` whose connections can be cut: ``cut`` drops them all and
+    refuses new ones until ``resume``."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._refusing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                inbound, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            if self._refusing:
+                inbound.close()
+                continue
+            outbound = socket.create_connection(self._target)
+            with self._lock:
+                self._sockets.update((inbound, outbound))
+            for source, sink in ((inbound, outbound), (outbound, inbound)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def cut(self) -> None:
+        self._refusing = True
+        with self._lock:
+            for connection in self._sockets:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                connection.close()
+            self._sockets.clear()
+
+    def resume(self) -> None:
+        self._refusing = False
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def proxy(server: str) -> Iterator[Proxy]:
+    """A cuttable TCP proxy to the server."""
+    cuttable = Proxy(server)
+    try:
+        yield cuttable
+    finally:
+        cuttable.close()

@@ -8,7 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from profileimage import AsyncClient, ProfileImageError, pb
+from profileimage import AsyncClient, Client, ProfileImageError, pb
+
+from conftest import Proxy
 
 
 def test_async_upload_get_list_and_delete(server: str, corpus: Path, user: str) -> None:
@@ -62,3 +64,25 @@ def test_async_errors_carry_code_and_violations(server: str, user: str) -> None:
     assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.reason == "validation-failure"
     assert [v.reason for v in error.value.violations] == ["invalid-url"]
+
+
+def test_async_watch_resumes_after_a_dropped_connection(
+    server: str, proxy: Proxy, corpus: Path, user: str
+) -> None:
+    async def scenario() -> tuple[pb.WatchStatusResponse, pb.WatchStatusResponse, int]:
+        with Client(server) as direct:
+            direct.set_inline(user, (corpus / "photos/rocket.jpg").read_bytes())
+            async with AsyncClient(proxy.address) as through_proxy:
+                events = through_proxy.watch(user)
+                snapshot = await anext(events)
+                proxy.cut()
+                missed = await asyncio.to_thread(direct.crop, user, (0, 0, 50))
+                proxy.resume()
+                replayed = await asyncio.wait_for(anext(events), 30)
+                await events.aclose()
+        return snapshot, replayed, missed.version
+
+    snapshot, replayed, version = asyncio.run(scenario())
+    assert snapshot.type == pb.EVENT_TYPE_SNAPSHOT
+    assert replayed.type == pb.EVENT_TYPE_CROPPED
+    assert replayed.profile_image.version == version

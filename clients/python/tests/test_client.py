@@ -11,6 +11,8 @@ import pytest
 
 from profileimage import Client, ProfileImageError, pb
 
+from conftest import Proxy
+
 JPEG = b"\xff\xd8\xff"
 PNG = b"\x89PNG\r\n\x1a\n"
 BIG_PHOTO = "camera/olympus_12mp.jpg"  # 2.9 MB: three 1 MiB chunks
@@ -133,3 +135,21 @@ def test_wait_until_complete_returns_the_failed_state_of_a_bad_download(
         final = client.wait_until_complete(user, timeout=30)
     assert final is not None and final.status == pb.STATUS_FAILED
     assert final.failure.reason == "download-failed"
+
+
+def test_watch_resumes_after_a_dropped_connection_and_replays_the_missed_event(
+    server: str, proxy: Proxy, corpus: Path, user: str
+) -> None:
+    with Client(server) as direct, Client(proxy.address) as through_proxy:
+        direct.set_inline(user, (corpus / "photos/rocket.jpg").read_bytes())
+        events = through_proxy.watch(user)
+        snapshot = next(events)
+        proxy.cut()
+        missed = direct.crop(user, (0, 0, 50))
+        proxy.resume()
+        replayed = next(events)
+        events.close()
+    assert snapshot.type == pb.EVENT_TYPE_SNAPSHOT
+    assert replayed.type == pb.EVENT_TYPE_CROPPED, "replayed, not a new snapshot"
+    assert replayed.profile_image.version == missed.version
+    assert replayed.sequence > snapshot.sequence
