@@ -15,6 +15,8 @@ use profile_image_client::{
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
 use tokio_stream::StreamExt;
 
 const BIG_PHOTO: &str = "camera/olympus_12mp.jpg"; // 2.9 MB: three 1 MiB chunks
@@ -300,6 +302,76 @@ async fn watch_resumes_after_a_dropped_connection_without_losing_events() {
         replayed.profile_image.expect("state").version,
         missed.version
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_url_speaks_tls_and_checks_the_certificate() {
+    let server = Server::start().await;
+    let proxy = tls_proxy(server.addr).await;
+    let url = format!("https://{proxy}");
+    let ca = std::fs::read(tls_file("ca.crt")).expect("test CA");
+
+    let client = Client::builder(url.clone())
+        .ca_certificate_pem(ca)
+        .tls_domain("localhost")
+        .connect()
+        .await
+        .expect("TLS connection trusting the test CA");
+    let image = client
+        .upload_file("alice", corpus("photos/rocket.jpg"), None)
+        .await
+        .expect("upload over TLS");
+    let served = client.get_metadata("alice").await.expect("get over TLS");
+    assert_eq!(served.version, image.version);
+
+    // The webpki roots do not know the test CA: the handshake must fail.
+    let untrusted = Client::builder(url).tls_domain("localhost").connect().await;
+    assert!(
+        matches!(untrusted, Err(Error::Connect { .. })),
+        "{:?}",
+        untrusted.err()
+    );
+}
+
+fn tls_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tls")
+        .join(name)
+}
+
+/// Terminates TLS (tests/tls/localhost.crt, ALPN h2) and forwards to the plaintext server.
+async fn tls_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    let certificates = rustls::pki_types::CertificateDer::pem_file_iter(tls_file("localhost.crt"))
+        .expect("certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate");
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(tls_file("localhost.key")).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(inbound).await else {
+                    return; // a refused handshake
+                };
+                if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
 }
 
 async fn next(events: &mut profile_image_client::Watch) -> profile_image_client::WatchEvent {
