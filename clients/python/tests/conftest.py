@@ -1,8 +1,9 @@
 """Fixtures: the real profile-image server binary on 127.0.0.1 with a temporary data dir,
 and a local HTTP origin serving the shared corpus for URL downloads.
 
-PROFILE_IMAGE_BIN names the server binary and PROFILE_IMAGE_CORPUS the corpus directory
-(tests/python_client.rs sets both).
+PROFILE_IMAGE_BIN names the server binary, PROFILE_IMAGE_CORPUS the corpus directory and
+PROFILE_IMAGE_TLS the directory of the test TLS certificates (tests/python_client.rs sets
+all three).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import http.server
 import os
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import uuid
@@ -152,3 +154,43 @@ def proxy(server: str) -> Iterator[Proxy]:
         yield cuttable
     finally:
         cuttable.close()
+
+
+@pytest.fixture(scope="session")
+def tls_dir() -> Path:
+    return Path(os.environ["PROFILE_IMAGE_TLS"])
+
+
+@pytest.fixture
+def tls_proxy(server: str, tls_dir: Path) -> Iterator[str]:
+    """``localhost:PORT`` of a proxy terminating TLS (localhost.crt, ALPN h2) in front of
+    the plaintext server."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_dir / "localhost.crt", tls_dir / "localhost.key")
+    context.set_alpn_protocols(["h2"])
+    host, port = server.rsplit(":", 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(raw: socket.socket) -> None:
+        try:
+            inbound = context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            raw.close()
+            return
+        outbound = socket.create_connection((host, int(port)))
+        threading.Thread(target=_pump, args=(outbound, inbound), daemon=True).start()
+        _pump(inbound, outbound)
+
+    def accept() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"localhost:{listener.getsockname()[1]}"
+    finally:
+        listener.close()

@@ -153,3 +153,16 @@ def test_watch_resumes_after_a_dropped_connection_and_replays_the_missed_event(
     assert replayed.type == pb.EVENT_TYPE_CROPPED, "replayed, not a new snapshot"
     assert replayed.profile_image.version == missed.version
     assert replayed.sequence > snapshot.sequence
+
+
+def test_https_speaks_tls_and_checks_the_certificate(
+    tls_proxy: str, tls_dir: Path, corpus: Path, user: str
+) -> None:
+    ca = (tls_dir / "ca.crt").read_bytes()
+    with Client(f"https://{tls_proxy}", root_certificates=ca) as client:
+        image = client.upload_file(user, corpus / "photos/rocket.jpg")
+        assert client.get_metadata(user).version == image.version
+    with Client(f"https://{tls_proxy}", timeout=5) as untrusted:
+        with pytest.raises(ProfileImageError) as error:
+            untrusted.get_metadata(user)
+    assert error.value.code == grpc.StatusCode.UNAVAILABLE
