@@ -20,7 +20,8 @@ fn typescript_package_type_checks_and_passes_its_tests_against_the_server() {
             .current_dir(repo().join("clients/typescript"))
             .args(["test", "--silent"])
             .env("PROFILE_IMAGE_BIN", env!("CARGO_BIN_EXE_profile-image"))
-            .env("PROFILE_IMAGE_CORPUS", common::corpus("")),
+            .env("PROFILE_IMAGE_CORPUS", common::corpus(""))
+            .env("PROFILE_IMAGE_TLS", repo().join("tests/tls")),
     );
     let report = String::from_utf8_lossy(&output.stdout);
     println!("{report}");
@@ -31,7 +32,7 @@ fn typescript_package_type_checks_and_passes_its_tests_against_the_server() {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {label:?} line in node's report"))
     };
-    assert!(count("# pass ") >= 12, "fewer tests than written ran");
+    assert!(count("# pass ") >= 13, "fewer tests than written ran");
     assert_eq!(count("# fail "), 0);
     assert_eq!(count("# skipped "), 0);
 }

@@ -23,6 +23,8 @@ import {
   startOrigin,
   startProxy,
   startServer,
+  startTlsProxy,
+  tlsDir,
 } from "./fixtures.js";
 
 const BIG_PHOTO = corpusFile("camera/olympus_12mp.jpg"); // 2.9 MB: three 1 MiB chunks
@@ -194,6 +196,24 @@ describe("ProfileImageClient against the real server", () => {
     } finally {
       abort.abort();
       await events.return(undefined);
+      await proxy.close();
+    }
+  });
+
+  test("https speaks TLS and checks the certificate", async () => {
+    const proxy = await startTlsProxy(server.url);
+    try {
+      const user = newUser();
+      const trusting = new ProfileImageClient(proxy.url, { ca: await readFile(`${tlsDir}/ca.crt`) });
+      const image = await trusting.upload(user, corpusFile("photos/rocket.jpg"));
+      assert.equal((await trusting.getMetadata(user)).version, image.version);
+      await assert.rejects(new ProfileImageClient(proxy.url, { timeoutMs: 5_000 }).getMetadata(user), (error: unknown) => {
+        // connect-node reports a failed TLS handshake as Internal, with node's reason.
+        assert.ok(error instanceof ProfileImageError);
+        assert.match(error.rawMessage, /certificate/);
+        return true;
+      });
+    } finally {
       await proxy.close();
     }
   });

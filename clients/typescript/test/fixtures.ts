@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { readFile, mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect, createServer as createNetServer, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
 import { createInterface } from "node:readline";
@@ -125,6 +126,44 @@ export async function startProxy(target: string): Promise<Proxy> {
     },
     close() {
       dropAll();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The directory of the test TLS certificates (PROFILE_IMAGE_TLS). */
+export const tlsDir = process.env.PROFILE_IMAGE_TLS ?? "";
+
+/** `https://localhost:PORT` of a proxy terminating TLS (localhost.crt, ALPN h2) in front
+ * of the plaintext server at `target`. */
+export async function startTlsProxy(target: string): Promise<{ url: string; close(): Promise<void> }> {
+  const [host, port] = target.replace("http://", "").split(":");
+  const sockets = new Set<Socket>();
+  const server = createTlsServer(
+    {
+      cert: await readFile(join(tlsDir, "localhost.crt")),
+      key: await readFile(join(tlsDir, "localhost.key")),
+      ALPNProtocols: ["h2"],
+    },
+    (inbound) => {
+      const outbound = connect(Number(port), host ?? "127.0.0.1");
+      for (const socket of [inbound, outbound]) {
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+        socket.on("error", () => undefined);
+      }
+      inbound.pipe(outbound).pipe(inbound);
+    },
+  );
+  server.on("tlsClientError", () => undefined);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port: proxyPort } = server.address() as AddressInfo;
+  return {
+    url: `https://localhost:${proxyPort}`,
+    close() {
+      for (const socket of sockets) {
+        socket.destroy();
+      }
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
