@@ -279,3 +279,98 @@ async fn pb_crop(client: &mut Client) {
         .await
         .expect("crop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_sent_as_a_bearer_authorization_header() {
+    let recorded = RecordAuthorization::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(recorded.clone())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let run = |args: Vec<String>, token_env: Option<&'static str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_profile-image"));
+        command.args(args).env_remove("PROFILE_IMAGE_TOKEN");
+        if let Some(token) = token_env {
+            command.env("PROFILE_IMAGE_TOKEN", token);
+        }
+        tokio::task::spawn_blocking(move || command.output().expect("run"))
+    };
+    let flag = run(
+        vec![
+            "delete".into(),
+            "alice".into(),
+            "--server".into(),
+            url.clone(),
+            "--token".into(),
+            "s3cret".into(),
+        ],
+        None,
+    );
+    let flag = flag.await.expect("join");
+    let env = run(
+        vec![
+            "delete".into(),
+            "alice".into(),
+            "--server".into(),
+            url.clone(),
+        ],
+        Some("from-env"),
+    );
+    let env = env.await.expect("join");
+    let none = run(
+        vec!["delete".into(), "alice".into(), "--server".into(), url],
+        None,
+    );
+    let none = none.await.expect("join");
+    for output in [&flag, &env, &none] {
+        assert_eq!(output.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("UNAUTHENTICATED"));
+    }
+    assert_eq!(
+        *recorded.0.lock().unwrap(),
+        [
+            Some("Bearer s3cret".to_owned()),
+            Some("Bearer from-env".to_owned()),
+            None
+        ]
+    );
+}
+
+/// A stand-in ProfileImageService that records each call's authorization header and
+/// answers UNAUTHENTICATED.
+#[derive(Clone, Default)]
+struct RecordAuthorization(std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+impl tonic::server::NamedService for RecordAuthorization {
+    const NAME: &'static str = "profileimage.v1.ProfileImageService";
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>>
+    for RecordAuthorization
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        let token = request
+            .headers()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        self.0.lock().unwrap().push(token);
+        std::future::ready(Ok(tonic::Status::unauthenticated("recorded").into_http()))
+    }
+}
