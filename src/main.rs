@@ -1,4 +1,7 @@
-//! The `profile-image` command.
+//! The `profile-image` command: `serve` runs the service; the other subcommands are its
+//! command-line client (src/cli/).
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,10 +37,15 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 fn main() -> ExitCode {
-    let Command::Serve { config, overrides } = Cli::parse().command;
+    let (config, overrides) = match Cli::parse().command {
+        Command::Serve { config, overrides } => (config, overrides),
+        Command::Client(command) => return cli::run(command),
+    };
     let config = match Config::resolve(config.as_deref(), overrides) {
         Ok(config) => config,
         Err(error) => {
