@@ -3,14 +3,19 @@
 //! it can leak into what we serve.
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
 use crate::imaging::decode::{decode_with_image, guarded};
 use crate::imaging::raster::{Channels, Raster};
 use crate::imaging::sniff::sniff;
-use crate::imaging::turbo;
 use crate::imaging::{ImageFormat, ImagingError, Limits};
+use crate::imaging::{libwebp, turbo};
+
+/// libwebp quality of every WebP we serve. Chosen with `cargo bench --bench
+/// quality` (BENCHMARKS.md, "Bytes per picture"): the lowest quality at which
+/// our WebP renditions keep the SSIM of our JPEG renditions (within 0.005)
+/// while being at least 25% smaller.
+pub const WEBP_QUALITY: u8 = 80;
 
 fn encode_failed() -> ImagingError {
     ImagingError::Encode("the encoder rejected the image".to_owned())
@@ -27,7 +32,7 @@ pub(crate) fn encode(
         }
         ImageFormat::Jpeg => turbo::encode_rgb(raster, jpeg_quality),
         ImageFormat::Png => encode_png(raster),
-        ImageFormat::Webp => encode_webp(raster),
+        ImageFormat::Webp => libwebp::encode_lossy(raster, WEBP_QUALITY),
     }
 }
 
@@ -60,20 +65,27 @@ fn write_raster(encoder: impl ImageEncoder, raster: &Raster) -> Result<(), Imagi
         .map_err(|_| encode_failed())
 }
 
-/// `image` only ships a lossless WebP encoder (lossy needs libwebp, a C
-/// library); fine for avatar-sized renditions.
-fn encode_webp(raster: &Raster) -> Result<Vec<u8>, ImagingError> {
-    let mut out = Vec::new();
-    write_raster(WebPEncoder::new_lossless(&mut out), raster)?;
-    Ok(out)
-}
-
 /// Re-encodes one of our stored renditions into another output format.
 /// Transparency survives into PNG/WebP; JPEG gets it composited onto white.
+/// JPEG is written at `jpeg_quality`, WebP at `WEBP_QUALITY`.
 pub fn transcode(
     rendition: &[u8],
     format: ImageFormat,
     jpeg_quality: u8,
+) -> Result<Vec<u8>, ImagingError> {
+    let quality = match format {
+        ImageFormat::Webp => WEBP_QUALITY,
+        ImageFormat::Jpeg | ImageFormat::Png => jpeg_quality,
+    };
+    transcode_at(rendition, format, quality)
+}
+
+/// `transcode` with the quality of the lossy target (JPEG or WebP) given;
+/// for measurements such as `benches/quality.rs`.
+pub fn transcode_at(
+    rendition: &[u8],
+    format: ImageFormat,
+    quality: u8,
 ) -> Result<Vec<u8>, ImagingError> {
     guarded(|| {
         let source = sniff(rendition).ok_or_else(|| {
@@ -82,6 +94,10 @@ pub fn transcode(
         // Renditions are at most a few thousand pixels a side; the default
         // limits still apply in case something else is passed in.
         let image = decode_with_image(rendition, source, &Limits::default())?;
-        encode(&Raster::from_dynamic(image)?, format, jpeg_quality)
+        let raster = Raster::from_dynamic(image)?;
+        match format {
+            ImageFormat::Webp => libwebp::encode_lossy(&raster, quality),
+            ImageFormat::Jpeg | ImageFormat::Png => encode(&raster, format, quality),
+        }
     })
 }

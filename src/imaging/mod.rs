@@ -7,20 +7,27 @@
 //! rendition is resampled straight from that, and only then is it rotated
 //! upright; smaller renditions are resampled from the next larger one.
 
+// `unsafe` is confined to the two files that wrap C libraries.
+#![deny(unsafe_code)]
+
+mod colour;
 mod crop;
 mod decode;
 mod encode;
 mod error;
 mod header;
+#[allow(unsafe_code)]
+mod libwebp;
 mod orient;
 mod placeholder;
 mod raster;
 mod resize;
 mod sniff;
+#[allow(unsafe_code)]
 mod turbo;
 
 pub use crop::CropRect;
-pub use encode::transcode;
+pub use encode::{WEBP_QUALITY, transcode, transcode_at};
 pub use error::ImagingError;
 pub use placeholder::placeholder;
 pub use sniff::sniff;
@@ -217,9 +224,14 @@ fn run_pipeline(
     let stored_crop =
         orient::crop_to_stored(header.orientation, &crop, header.width, header.height)?;
 
-    let Decoded { raster, square } =
-        decode::decode(bytes, format, &header, &stored_crop, largest, limits)?;
+    let Decoded {
+        mut raster,
+        square,
+        icc,
+    } = decode::decode(bytes, format, &header, &stored_crop, largest, limits)?;
     let has_alpha = raster.channels == Channels::Rgba;
+    // Before any resampling, so filters mix the colours that will be shown.
+    colour::convert_to_srgb(&mut raster, icc.as_deref());
 
     let mut shrinker = Shrinker::new();
     let top = shrinker.shrink(&raster, square, largest)?;

@@ -8,8 +8,8 @@
 //! IDCT, libjpeg-turbo ~45 ms; its SIMD encoder writes a 1024 px rendition in
 //! ~4 ms against ~15 ms. TurboJPEG catches libjpeg's `longjmp` errors inside
 //! each call, so every failure comes back as a return code, never as an
-//! unwind across Rust frames. All `unsafe` in the crate's imaging code lives
-//! here.
+//! unwind across Rust frames. All of libjpeg-turbo's `unsafe` lives here;
+//! libwebp's is in `libwebp.rs`.
 
 use std::ffi::{CStr, c_int, c_void};
 use std::ptr::NonNull;
@@ -17,7 +17,6 @@ use std::ptr::NonNull;
 use turbojpeg_sys as tj;
 
 use crate::imaging::crop::CropRect;
-use crate::imaging::decode::Decoded;
 use crate::imaging::raster::{Channels, Raster};
 use crate::imaging::resize::SourceSquare;
 use crate::imaging::{ImagingError, Limits};
@@ -88,7 +87,7 @@ pub(crate) fn decode(
     stored_crop: &CropRect,
     needed_edge: u32,
     limits: &Limits,
-) -> Result<Decoded, String> {
+) -> Result<(Raster, SourceSquare), String> {
     let mut handle = Handle::new(tj::TJINIT_TJINIT_DECOMPRESS)?;
     handle.set(tj::TJPARAM_TJPARAM_STOPONWARNING, 1)?;
     handle.set(tj::TJPARAM_TJPARAM_SCANLIMIT, MAX_SCANS)?;
@@ -188,7 +187,7 @@ pub(crate) fn decode(
         size: crop.size.min(f64::from(out_w)).min(f64::from(out_h)),
     };
     let raster = Raster::new(out_w, out_h, Channels::Rgb, pixels).map_err(|e| e.to_string())?;
-    Ok(Decoded { raster, square })
+    Ok((raster, square))
 }
 
 /// Smallest `n` in 1..=8 for which the crop scaled by `n/8` is still at
@@ -226,13 +225,25 @@ fn to_int<T: TryInto<c_int>>(value: T) -> Result<c_int, String> {
         .map_err(|_| "image too large for libjpeg-turbo".to_owned())
 }
 
-/// Baseline JPEG, 4:2:0, at `quality`, of an RGB raster. Writes no metadata
-/// of any kind (no EXIF, no ICC, no comments).
+/// Renditions at least this wide are written progressive. Below it the
+/// extra scan headers cost more than progressive coding saves (see
+/// BENCHMARKS.md, "Bytes per picture").
+pub(crate) const PROGRESSIVE_MIN_EDGE: u32 = 256;
+
+/// JPEG, 4:2:0, at `quality`, of an RGB raster, with Huffman tables
+/// optimised for this image (a second pass over the coefficients that saves
+/// bytes at no cost in quality), progressive from `PROGRESSIVE_MIN_EDGE` up.
+/// Writes no metadata of any kind (no EXIF, no ICC, no comments).
 pub(crate) fn encode_rgb(raster: &Raster, quality: u8) -> Result<Vec<u8>, ImagingError> {
-    encode(raster, quality, false)
+    let progressive = raster.width.min(raster.height) >= PROGRESSIVE_MIN_EDGE;
+    encode(raster, quality, progressive)
 }
 
-fn encode(raster: &Raster, quality: u8, progressive: bool) -> Result<Vec<u8>, ImagingError> {
+pub(crate) fn encode(
+    raster: &Raster,
+    quality: u8,
+    progressive: bool,
+) -> Result<Vec<u8>, ImagingError> {
     let failed = |_| ImagingError::Encode("the JPEG encoder rejected the image".to_owned());
     if raster.channels != Channels::Rgb {
         return Err(failed(String::new()));
@@ -246,6 +257,9 @@ fn encode(raster: &Raster, quality: u8, progressive: bool) -> Result<Vec<u8>, Im
         .map_err(failed)?;
     handle
         .set(tj::TJPARAM_TJPARAM_SUBSAMP, tj::TJSAMP_TJSAMP_420 as c_int)
+        .map_err(failed)?;
+    handle
+        .set(tj::TJPARAM_TJPARAM_OPTIMIZE, 1)
         .map_err(failed)?;
     handle
         .set(tj::TJPARAM_TJPARAM_PROGRESSIVE, c_int::from(progressive))
@@ -308,13 +322,12 @@ mod tests {
         for progressive in [false, true] {
             let jpeg = encode(&source, 90, progressive).expect("encode");
             let crop = CropRect::within(404, 104, 1000, 1600, 1200).expect("crop");
-            let decoded =
+            let (raster, square) =
                 decode(&jpeg, 1600, 1200, &crop, 300, &Limits::default()).expect("decode");
             // 300 of 1000 px needs 3/8: the crop is 375 px in the decoded pixels.
-            assert_eq!(decoded.square.size, 375.0, "progressive={progressive}");
-            let square = decoded.square;
+            assert_eq!(square.size, 375.0, "progressive={progressive}");
             for (dx, dy) in [(0.0, 0.0), (200.0, 100.0), (374.0, 374.0)] {
-                let got = pixel(&decoded.raster, square.left + dx, square.top + dy);
+                let got = pixel(&raster, square.left + dx, square.top + dy);
                 // Back in source pixels: 404 + dx * 8/3, 104 + dy * 8/3.
                 let want = [
                     (404.0 + dx * 8.0 / 3.0) / 8.0,
@@ -340,13 +353,9 @@ mod tests {
             let needed = 1000 * eighths / 8;
             let used = if eighths == 7 { 8 } else { eighths };
             assert_eq!(dct_eighths(1000, needed), used as c_int);
-            let decoded = decode(&jpeg, 1600, 1200, &crop, needed, &Limits::default())
+            let (_, square) = decode(&jpeg, 1600, 1200, &crop, needed, &Limits::default())
                 .unwrap_or_else(|e| panic!("{eighths}/8: {e}"));
-            assert_eq!(
-                decoded.square.size,
-                f64::from(1000 * used / 8),
-                "{eighths}/8"
-            );
+            assert_eq!(square.size, f64::from(1000 * used / 8), "{eighths}/8");
         }
     }
 
