@@ -1,6 +1,8 @@
 //! Fresh encodes of our own pixels. Nothing from the upload's metadata
 //! (EXIF, GPS, XMP, ICC, comments) is ever handed to an encoder, so none of
-//! it can leak into what we serve.
+//! it can leak into what we serve. Pixels with an ICC profile were converted
+//! to sRGB before resizing (`colour.rs`), so dropping the profile keeps their
+//! colours.
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
@@ -21,18 +23,36 @@ fn encode_failed() -> ImagingError {
     ImagingError::Encode("the encoder rejected the image".to_owned())
 }
 
+/// Encodes a rendition: JPEG at `jpeg_quality` (configurable), WebP at
+/// `WEBP_QUALITY`, PNG losslessly.
 pub(crate) fn encode(
     raster: &Raster,
     format: ImageFormat,
     jpeg_quality: u8,
 ) -> Result<Vec<u8>, ImagingError> {
+    encode_at(raster, format, lossy_quality(format, jpeg_quality))
+}
+
+pub(crate) fn lossy_quality(format: ImageFormat, jpeg_quality: u8) -> u8 {
+    match format {
+        ImageFormat::Webp => WEBP_QUALITY,
+        ImageFormat::Jpeg | ImageFormat::Png => jpeg_quality,
+    }
+}
+
+/// Encodes with `quality` for the lossy formats (ignored for PNG).
+pub(crate) fn encode_at(
+    raster: &Raster,
+    format: ImageFormat,
+    quality: u8,
+) -> Result<Vec<u8>, ImagingError> {
     match format {
         ImageFormat::Jpeg if raster.channels == Channels::Rgba => {
-            turbo::encode_rgb(&raster.clone().flatten_onto_white()?, jpeg_quality)
+            turbo::encode_rgb(&raster.clone().flatten_onto_white()?, quality)
         }
-        ImageFormat::Jpeg => turbo::encode_rgb(raster, jpeg_quality),
+        ImageFormat::Jpeg => turbo::encode_rgb(raster, quality),
         ImageFormat::Png => encode_png(raster),
-        ImageFormat::Webp => libwebp::encode_lossy(raster, WEBP_QUALITY),
+        ImageFormat::Webp => libwebp::encode_lossy(raster, quality),
     }
 }
 
@@ -73,11 +93,7 @@ pub fn transcode(
     format: ImageFormat,
     jpeg_quality: u8,
 ) -> Result<Vec<u8>, ImagingError> {
-    let quality = match format {
-        ImageFormat::Webp => WEBP_QUALITY,
-        ImageFormat::Jpeg | ImageFormat::Png => jpeg_quality,
-    };
-    transcode_at(rendition, format, quality)
+    transcode_at(rendition, format, lossy_quality(format, jpeg_quality))
 }
 
 /// `transcode` with the quality of the lossy target (JPEG or WebP) given;
@@ -94,10 +110,6 @@ pub fn transcode_at(
         // Renditions are at most a few thousand pixels a side; the default
         // limits still apply in case something else is passed in.
         let image = decode_with_image(rendition, source, &Limits::default())?;
-        let raster = Raster::from_dynamic(image)?;
-        match format {
-            ImageFormat::Webp => libwebp::encode_lossy(&raster, quality),
-            ImageFormat::Jpeg | ImageFormat::Png => encode(&raster, format, quality),
-        }
+        encode_at(&Raster::from_dynamic(image)?, format, quality)
     })
 }
