@@ -228,9 +228,9 @@ pub fn process_as(
 /// One rendition, `edge` px (capped at the crop) in `format`, made from the
 /// original upload with the crop (`x`, `y`, `size` in upright pixels) its
 /// media item was made with. For the formats not made at upload time: WebP
-/// made this way is ~26% smaller than our JPEG at a higher mean SSIM, while
+/// made this way is ~32% smaller than our JPEG at a higher mean SSIM, while
 /// WebP transcoded from the stored JPEG rendition carries that JPEG's loss
-/// too and ends up 0.016 SSIM below it (BENCHMARKS.md, "Bytes per picture").
+/// too and ends up ~0.02 SSIM below it (BENCHMARKS.md, "Bytes per picture").
 pub fn render(
     original: &[u8],
     crop: (u32, u32, u32),
