@@ -15,9 +15,9 @@ use crate::imaging::{libwebp, turbo};
 
 /// libwebp quality of every WebP we serve. Chosen with `cargo bench --bench
 /// quality` (BENCHMARKS.md, "Bytes per picture"): made from the pixels, q78
-/// is at every rendition size at least 29% smaller than our q82 JPEG at a
-/// mean SSIM no more than 0.0012 below it (above it up to 256 px); q80 is
-/// only 22-24% smaller up to 256 px.
+/// is at every rendition size 28-33% smaller than our q82 JPEG at a mean SSIM
+/// from 0.0046 below it (512 px) to 0.01 above it (64 px); q80 is only 22-24%
+/// smaller up to 256 px.
 pub const WEBP_QUALITY: u8 = 78;
 
 fn encode_failed() -> ImagingError {

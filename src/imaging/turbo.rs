@@ -373,7 +373,7 @@ mod tests {
     /// SOF2 progressive.
     fn start_of_frame(jpeg: &[u8]) -> Option<u8> {
         jpeg.windows(2)
-            .find(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC1 | 0xC2))
+            .find(|w| w[0] == 0xFF && matches!(w[1], 0xC0..=0xC2))
             .map(|w| w[1])
     }
 
