@@ -91,9 +91,18 @@ fn convert_rgb(raster: &mut Raster, profile: &ColorProfile) -> Result<(), String
 }
 
 /// A grey profile describes one channel: the grey level (R of R = G = B)
-/// goes through it, and the sRGB result is written back to all three.
+/// goes through it, and the sRGB result is written back to all three. On
+/// colour pixels (a file that contradicts itself) it is not applied: that
+/// would throw their colour away.
 fn convert_grey(raster: &mut Raster, profile: &ColorProfile) -> Result<(), String> {
     let bpp = raster.channels.count();
+    let is_grey = raster
+        .data
+        .chunks_exact(bpp)
+        .all(|p| p[0] == p[1] && p[1] == p[2]);
+    if !is_grey {
+        return Err("grey profile for colour pixels".to_owned());
+    }
     let (grey_layout, grey_bpp) = match raster.channels {
         Channels::Rgb => (Layout::Gray, 1),
         Channels::Rgba => (Layout::GrayAlpha, 2),
@@ -173,6 +182,17 @@ mod tests {
         assert!(px[0] == px[1] && px[1] == px[2], "{px:?}");
         // Grey 100 at gamma 1.8 is lighter than the same number in sRGB.
         assert!(px[0] > 110, "{px:?}");
+    }
+
+    #[test]
+    fn grey_profile_on_colour_pixels_is_ignored() {
+        let mut raster = solid([200, 40, 30], Channels::Rgb);
+        let grey = icc(&ColorProfile::new_gray_with_gamma(1.8));
+        assert_eq!(
+            convert_to_srgb(&mut raster, Some(&grey)),
+            Conversion::Ignored
+        );
+        assert_eq!(&raster.data[..3], &[200, 40, 30]);
     }
 
     #[test]
