@@ -120,10 +120,11 @@ impl Default for RenditionSpec {
         RenditionSpec {
             sizes: vec![64, 128, 256, 512, 1024],
             full_max_edge: 1024,
-            // BENCHMARKS.md, "Bytes per picture": with optimised Huffman
-            // tables and progressive coding from 256 px, q82 is the lowest
-            // quality whose SSIM stays within 0.002 of libvips' q80 output
-            // on every corpus row, at 2% fewer bytes overall.
+            // BENCHMARKS.md, "Bytes per picture": coded as
+            // `turbo::coding_for` says (optimised tables, progressive at
+            // 256-512 px), q82 is the lowest quality whose SSIM stays within
+            // 0.002 of libvips' q80 output on every corpus row (64-512 px),
+            // at 2% fewer bytes overall.
             jpeg_quality: 82,
         }
     }
