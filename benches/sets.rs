@@ -127,13 +127,15 @@ async fn run() {
     );
     println!(
         "data dir: {:.1} MiB on disk ({:.1} MiB apparent) for {:.1} MiB of stored images \
-         ({:.1} MiB uploaded): {:.2} on disk / stored, {:.2} apparent / stored",
+         ({:.1} MiB uploaded): {:.2} on disk / stored, {:.2} apparent / stored, \
+         {:.2} on disk / uploaded",
         mib(allocated),
         mib(apparent),
         mib(images),
         mib(uploaded),
         allocated as f64 / images as f64,
-        apparent as f64 / images as f64
+        apparent as f64 / images as f64,
+        allocated as f64 / uploaded as f64
     );
     println!(
         "health during the load: slowest {:.1} ms of {checks} checks",

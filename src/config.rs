@@ -74,7 +74,8 @@ impl Default for Config {
             max_decode_alloc_bytes: 512 * 1024 * 1024,
             rendition_sizes: vec![64, 128, 256, 512, 1024],
             full_max_edge: 1024,
-            jpeg_quality: 85,
+            // The imaging default (RenditionSpec): see BENCHMARKS.md, "Bytes per picture".
+            jpeg_quality: crate::imaging::RenditionSpec::default().jpeg_quality,
             processing_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             fetch_allow_cidrs: Vec::new(),
             fetch_connect_timeout: Duration::from_secs(3),

@@ -244,3 +244,192 @@ async fn hostile_files_get_clean_errors_and_the_server_keeps_serving() {
         .await
         .expect("still processing real images");
 }
+
+/// The chunk ids of a RIFF WebP file, in order.
+fn webp_chunks(webp: &[u8]) -> Vec<String> {
+    assert_eq!(&webp[..4], b"RIFF");
+    assert_eq!(&webp[8..12], b"WEBP");
+    let mut chunks = Vec::new();
+    let mut pos = 12;
+    while let Some(header) = webp.get(pos..pos + 8) {
+        chunks.push(String::from_utf8_lossy(&header[..4]).into_owned());
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        pos += 8 + len + len % 2;
+    }
+    chunks
+}
+
+#[tokio::test]
+async fn webp_renditions_are_lossy_and_smaller_than_jpeg() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    set_inline(
+        &mut client,
+        "camera",
+        corpus_bytes("camera/Reconyx_HC500_Hyperfire.jpg"),
+    )
+    .await
+    .unwrap();
+    let webp = get(&mut client, "camera", 256, ImageFormat::Webp)
+        .await
+        .unwrap();
+    let jpeg = get(&mut client, "camera", 256, ImageFormat::Jpeg)
+        .await
+        .unwrap();
+    assert_eq!(webp.content_type, "image/webp");
+    assert_eq!(webp_chunks(&webp.data), ["VP8 "], "lossy VP8, nothing else");
+    assert!(
+        webp.data.len() < jpeg.data.len(),
+        "256 px WebP {} bytes, JPEG {} bytes",
+        webp.data.len(),
+        jpeg.data.len()
+    );
+
+    set_inline(
+        &mut client,
+        "astronaut",
+        corpus_bytes("photos/astronaut_circle.png"),
+    )
+    .await
+    .unwrap();
+    let webp = get(&mut client, "astronaut", 256, ImageFormat::Webp)
+        .await
+        .unwrap();
+    assert_eq!(
+        webp_chunks(&webp.data),
+        ["VP8X", "ALPH", "VP8 "],
+        "lossy VP8 with its alpha plane beside it"
+    );
+}
+
+/// `image` converted to sRGB from the colour space `icc` describes, with the CMS
+/// directly.
+fn cms_to_srgb(image: &image::RgbImage, icc: &[u8]) -> image::RgbImage {
+    let profile = moxcms::ColorProfile::new_from_slice(icc).expect("profile parses");
+    let transform = profile
+        .create_transform_8bit(
+            moxcms::Layout::Rgb,
+            &moxcms::ColorProfile::new_srgb(),
+            moxcms::Layout::Rgb,
+            moxcms::TransformOptions::default(),
+        )
+        .expect("transform");
+    let mut out = vec![0u8; image.as_raw().len()];
+    transform.transform(image.as_raw(), &mut out).expect("cms");
+    image::RgbImage::from_raw(image.width(), image.height(), out).expect("image")
+}
+
+/// The largest centred square of `image` resized to `edge` with the service's
+/// filter (Catmull-Rom), so only colour can tell the two apart.
+fn centred_square(image: &image::RgbImage, edge: u32) -> image::DynamicImage {
+    use fast_image_resize::images::{Image, ImageRef};
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let (w, h) = image.dimensions();
+    let side = w.min(h);
+    let src = ImageRef::new(w, h, image.as_raw(), PixelType::U8x3).expect("view");
+    let mut dst = Image::new(edge, edge, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .crop(
+            f64::from((w - side) / 2),
+            f64::from((h - side) / 2),
+            f64::from(side),
+            f64::from(side),
+        );
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .expect("resize");
+    image::DynamicImage::ImageRgb8(
+        image::RgbImage::from_raw(edge, edge, dst.into_vec()).expect("image"),
+    )
+}
+
+/// Serves `original` (whose pixels are `pixels` in the colour space of `icc`) at
+/// 256 px and returns its mean difference from the colour-managed reference and
+/// from the reference with the profile thrown away.
+async fn served_differences(
+    client: &mut Client,
+    user: &str,
+    original: Vec<u8>,
+    pixels: &image::RgbImage,
+    icc: &[u8],
+) -> (f64, f64) {
+    set_inline(client, user, original).await.unwrap();
+    let served = decode(&get(client, user, 256, ImageFormat::Png).await.unwrap());
+    let managed = centred_square(&cms_to_srgb(pixels, icc), 256);
+    let dropped = centred_square(pixels, 256);
+    (
+        mean_difference(&served, &managed),
+        mean_difference(&served, &dropped),
+    )
+}
+
+#[tokio::test]
+async fn adobe_rgb_photo_is_served_in_srgb() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    let original = corpus_bytes("photos/rocket.jpg");
+    let mut decoder =
+        image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&original)).expect("jpeg");
+    let icc = image::ImageDecoder::icc_profile(&mut decoder)
+        .expect("readable")
+        .expect("rocket.jpg embeds Adobe RGB (1998)");
+    let pixels = image::DynamicImage::from_decoder(decoder)
+        .expect("decodes")
+        .to_rgb8();
+    let (managed, dropped) =
+        served_differences(&mut client, "rocket", original, &pixels, &icc).await;
+    assert!(
+        managed < 2.5,
+        "{managed:.2} from the colour-managed reference"
+    );
+    assert!(dropped > 4.0, "{dropped:.2} from the profile-dropped one");
+}
+
+/// Saturated colours everywhere, so a wide gamut makes a difference.
+fn colourful(width: u32, height: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let hue = x as f32 / width as f32 * 6.0;
+        let level = 1.0 - y as f32 / height as f32 * 0.6;
+        let channel = |offset: f32| {
+            let d = ((hue - offset).rem_euclid(6.0) - 3.0).abs();
+            ((d - 1.0).clamp(0.0, 1.0) * level * 255.0) as u8
+        };
+        image::Rgb([channel(0.0), channel(2.0), channel(4.0)])
+    })
+}
+
+#[tokio::test]
+async fn display_p3_images_are_served_in_srgb() {
+    use image::ImageEncoder;
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    let p3 = moxcms::ColorProfile::new_display_p3()
+        .encode()
+        .expect("profile");
+    let pixels = colourful(600, 400);
+
+    let mut jpeg = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+    encoder.set_icc_profile(p3.clone()).expect("jpeg icc");
+    encoder.encode_image(&pixels).expect("jpeg");
+    let mut png = Vec::new();
+    let mut encoder = image::codecs::png::PngEncoder::new(&mut png);
+    encoder.set_icc_profile(p3.clone()).expect("png icc");
+    encoder
+        .write_image(pixels.as_raw(), 600, 400, image::ExtendedColorType::Rgb8)
+        .expect("png");
+
+    for (user, original) in [("p3-jpeg", jpeg), ("p3-png", png)] {
+        let (managed, dropped) =
+            served_differences(&mut client, user, original, &pixels, &p3).await;
+        assert!(
+            managed < 2.5,
+            "{user}: {managed:.2} from the colour-managed reference"
+        );
+        assert!(
+            dropped > 4.0,
+            "{user}: {dropped:.2} from the profile-dropped one"
+        );
+    }
+}

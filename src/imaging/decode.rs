@@ -27,6 +27,8 @@ use crate::imaging::{ImagingError, Limits, SourceFormat};
 pub(crate) struct Decoded {
     pub raster: Raster,
     pub square: SourceSquare,
+    /// The source's embedded ICC profile, if it has one.
+    pub icc: Option<Vec<u8>>,
 }
 
 /// Decoders are large bodies of parsing code fed with hostile bytes; a panic
@@ -47,13 +49,14 @@ pub(crate) fn decode(
     needed_edge: u32,
     limits: &Limits,
 ) -> Result<Decoded, ImagingError> {
-    let whole = |raster: Raster| Decoded {
+    let whole = |raster: Raster, icc: Option<Vec<u8>>| Decoded {
         square: SourceSquare {
             left: f64::from(stored_crop.x()),
             top: f64::from(stored_crop.y()),
             size: f64::from(stored_crop.size()),
         },
         raster,
+        icc,
     };
     match format {
         SourceFormat::Jpeg => {
@@ -65,18 +68,24 @@ pub(crate) fn decode(
                 needed_edge,
                 limits,
             ) {
-                Ok(decoded) => Ok(decoded),
+                Ok((raster, square)) => Ok(Decoded {
+                    raster,
+                    square,
+                    icc: header.jpeg_icc.clone(),
+                }),
                 // libjpeg-turbo refuses CMYK/YCCK output to RGB, and any
                 // warning; the strict pure-Rust decoder gets the last word.
                 Err(reason) => {
                     tracing::debug!(%reason, "libjpeg-turbo declined; trying zune-jpeg");
-                    decode_jpeg_full(bytes, limits).map(whole)
+                    let raster = decode_jpeg_full(bytes, limits)?;
+                    Ok(whole(raster, header.jpeg_icc.clone()))
                 }
             }
         }
-        other => Ok(whole(Raster::from_dynamic(decode_with_image(
-            bytes, other, limits,
-        )?)?)),
+        other => {
+            let (image, icc) = decode_with_profile(bytes, other, limits)?;
+            Ok(whole(Raster::from_dynamic(image)?, icc))
+        }
     }
 }
 
@@ -111,20 +120,34 @@ fn decode_jpeg_full(bytes: &[u8], limits: &Limits) -> Result<Raster, ImagingErro
 }
 
 /// Decodes the first frame of any supported format with `image`, bounded by
-/// `limits`. Also used by `transcode` on our own renditions.
+/// `limits`. Used by `transcode` on our own renditions, which carry no
+/// colour profile.
 pub(crate) fn decode_with_image(
     bytes: &[u8],
     format: SourceFormat,
     limits: &Limits,
 ) -> Result<DynamicImage, ImagingError> {
+    decode_with_profile(bytes, format, limits).map(|(image, _)| image)
+}
+
+/// Like `decode_with_image`, also returning the embedded ICC profile (PNG
+/// iCCP, WebP ICCP, JPEG APP2); GIF has none.
+fn decode_with_profile(
+    bytes: &[u8],
+    format: SourceFormat,
+    limits: &Limits,
+) -> Result<(DynamicImage, Option<Vec<u8>>), ImagingError> {
     fn finish(
         mut decoder: impl ImageDecoder,
         limits: &Limits,
-    ) -> Result<DynamicImage, ImagingError> {
+    ) -> Result<(DynamicImage, Option<Vec<u8>>), ImagingError> {
         decoder
             .set_limits(limits.image_limits())
             .map_err(ImagingError::from_image)?;
-        DynamicImage::from_decoder(decoder).map_err(ImagingError::from_image)
+        // A profile that cannot be read is no reason to refuse the pixels.
+        let icc = decoder.icc_profile().ok().flatten();
+        let image = DynamicImage::from_decoder(decoder).map_err(ImagingError::from_image)?;
+        Ok((image, icc))
     }
     let cursor = Cursor::new(bytes);
     match format {

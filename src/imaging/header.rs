@@ -11,11 +11,14 @@ use image::metadata::Orientation;
 use crate::imaging::{ImagingError, Limits, SourceFormat};
 
 /// Dimensions as stored in the file (before EXIF orientation).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Header {
     pub width: u32,
     pub height: u32,
     pub orientation: Orientation,
+    /// The embedded ICC profile of a JPEG (APP2 segments), reassembled. PNG
+    /// and WebP profiles come from their decoders instead.
+    pub jpeg_icc: Option<Vec<u8>>,
 }
 
 pub(crate) fn read(
@@ -23,22 +26,23 @@ pub(crate) fn read(
     format: SourceFormat,
     limits: &Limits,
 ) -> Result<Header, ImagingError> {
-    let (width, height, exif) = match format {
+    let (width, height, exif, jpeg_icc) = match format {
         SourceFormat::Jpeg => {
             let jpeg = jpeg_header(bytes)?;
-            (jpeg.width, jpeg.height, jpeg.exif)
+            let icc = jpeg.icc_profile();
+            (jpeg.width, jpeg.height, jpeg.exif, icc)
         }
         SourceFormat::Png => {
             let (w, h) = png_dimensions(bytes)?;
-            (w, h, None)
+            (w, h, None, None)
         }
         SourceFormat::Gif => {
             let (w, h) = gif_dimensions(bytes, limits)?;
-            (w, h, None)
+            (w, h, None, None)
         }
         SourceFormat::Webp => {
             let (w, h) = webp_dimensions(bytes)?;
-            (w, h, None)
+            (w, h, None, None)
         }
     };
     check_dimensions(width, height, limits)?;
@@ -65,6 +69,7 @@ pub(crate) fn read(
         width,
         height,
         orientation,
+        jpeg_icc,
     })
 }
 
@@ -123,6 +128,32 @@ pub(crate) struct JpegHeader<'a> {
     pub height: u32,
     /// TIFF structure of the first APP1 "Exif" segment, if any.
     pub exif: Option<&'a [u8]>,
+    /// APP2 "ICC_PROFILE" segments after their signature: sequence number
+    /// (from 1), count, then that part of the profile.
+    pub icc_chunks: Vec<&'a [u8]>,
+}
+
+const ICC_SIGNATURE: &[u8] = b"ICC_PROFILE\0";
+
+impl JpegHeader<'_> {
+    /// The ICC profile split over the APP2 segments, joined in sequence
+    /// order. None when there is none, or when the parts do not add up (a
+    /// part missing, repeated or numbered past the count): such a profile is
+    /// ignored, as browsers do.
+    pub fn icc_profile(&self) -> Option<Vec<u8>> {
+        let count = *self.icc_chunks.first()?.get(1)?;
+        let mut parts: Vec<Option<&[u8]>> = vec![None; usize::from(count)];
+        for chunk in &self.icc_chunks {
+            let (&[seq, chunk_count], data) = chunk.split_first_chunk::<2>()?;
+            let slot = parts.get_mut(usize::from(seq).checked_sub(1)?)?;
+            if chunk_count != count || slot.is_some() {
+                return None;
+            }
+            *slot = Some(data);
+        }
+        let parts: Option<Vec<&[u8]>> = parts.into_iter().collect();
+        parts.map(|parts| parts.concat()).filter(|p| !p.is_empty())
+    }
 }
 
 /// Walks JPEG marker segments up to the first scan. Cheaper than any decoder's
@@ -134,6 +165,7 @@ pub(crate) fn jpeg_header(bytes: &[u8]) -> Result<JpegHeader<'_>, ImagingError> 
     let mut pos = 2usize;
     let mut size: Option<(u32, u32)> = None;
     let mut exif = None;
+    let mut icc_chunks = Vec::new();
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.
         if *bytes.get(pos).ok_or_else(truncated)? != 0xFF {
@@ -160,6 +192,9 @@ pub(crate) fn jpeg_header(bytes: &[u8]) -> Result<JpegHeader<'_>, ImagingError> 
             0xE1 if exif.is_none() && segment.starts_with(b"Exif\0\0") => {
                 exif = Some(&segment[6..]);
             }
+            0xE2 if segment.starts_with(ICC_SIGNATURE) => {
+                icc_chunks.push(&segment[ICC_SIGNATURE.len()..]);
+            }
             // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && size.is_none() => {
                 let height = be16(segment, 1).ok_or_else(truncated)?;
@@ -175,6 +210,7 @@ pub(crate) fn jpeg_header(bytes: &[u8]) -> Result<JpegHeader<'_>, ImagingError> 
         width,
         height,
         exif,
+        icc_chunks,
     })
 }
 

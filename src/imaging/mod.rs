@@ -1,5 +1,6 @@
-//! Profile-image processing: validate an upload, decode it, apply EXIF
-//! orientation, crop to a square and produce freshly encoded renditions.
+//! Profile-image processing: validate an upload, decode it, convert it to
+//! sRGB from its ICC profile, apply EXIF orientation, crop to a square and
+//! produce freshly encoded renditions.
 //!
 //! Pipeline order is chosen for speed on big camera JPEGs: the crop is
 //! mapped into stored (un-rotated) coordinates, JPEGs are decoded at the
@@ -7,20 +8,27 @@
 //! rendition is resampled straight from that, and only then is it rotated
 //! upright; smaller renditions are resampled from the next larger one.
 
+// `unsafe` is confined to the two files that wrap C libraries.
+#![deny(unsafe_code)]
+
+mod colour;
 mod crop;
 mod decode;
 mod encode;
 mod error;
 mod header;
+#[allow(unsafe_code)]
+mod libwebp;
 mod orient;
 mod placeholder;
 mod raster;
 mod resize;
 mod sniff;
+#[allow(unsafe_code)]
 mod turbo;
 
 pub use crop::CropRect;
-pub use encode::transcode;
+pub use encode::{WEBP_QUALITY, transcode, transcode_at};
 pub use error::ImagingError;
 pub use placeholder::placeholder;
 pub use sniff::sniff;
@@ -112,7 +120,12 @@ impl Default for RenditionSpec {
         RenditionSpec {
             sizes: vec![64, 128, 256, 512, 1024],
             full_max_edge: 1024,
-            jpeg_quality: 85,
+            // BENCHMARKS.md, "Bytes per picture": coded as
+            // `turbo::coding_for` says (optimised tables, progressive at
+            // 256-512 px), q82 is the lowest quality whose SSIM stays within
+            // 0.002 of libvips' q80 output on every corpus row (64-512 px),
+            // at 2% fewer bytes overall.
+            jpeg_quality: 82,
         }
     }
 }
@@ -195,7 +208,50 @@ pub fn process(
     spec: &RenditionSpec,
 ) -> Result<Processed, ImagingError> {
     let format = check_input_size(bytes, limits)?;
-    guarded(|| run_pipeline(bytes, format, crop, limits, spec))
+    guarded(|| run_pipeline(bytes, format, crop, limits, spec, None))
+}
+
+/// `process`, with every rendition in `output` at lossy quality `quality`
+/// instead of the default format; for `render` and for measurements such as
+/// `benches/quality.rs` (WebP straight from the pixels).
+pub fn process_as(
+    bytes: &[u8],
+    crop: Option<(u32, u32, u32)>,
+    limits: &Limits,
+    spec: &RenditionSpec,
+    output: ImageFormat,
+    quality: u8,
+) -> Result<Processed, ImagingError> {
+    let format = check_input_size(bytes, limits)?;
+    guarded(|| run_pipeline(bytes, format, crop, limits, spec, Some((output, quality))))
+}
+
+/// One rendition, `edge` px (capped at the crop) in `format`, made from the
+/// original upload with the crop (`x`, `y`, `size` in upright pixels) its
+/// media item was made with. For the formats not made at upload time: WebP
+/// made this way is ~32% smaller than our JPEG at a higher mean SSIM, while
+/// WebP transcoded from the stored JPEG rendition carries that JPEG's loss
+/// too and ends up ~0.02 SSIM below it (BENCHMARKS.md, "Bytes per picture").
+pub fn render(
+    original: &[u8],
+    crop: (u32, u32, u32),
+    edge: u32,
+    format: ImageFormat,
+    limits: &Limits,
+    jpeg_quality: u8,
+) -> Result<Rendition, ImagingError> {
+    let spec = RenditionSpec {
+        sizes: vec![edge],
+        full_max_edge: edge,
+        jpeg_quality,
+    };
+    let quality = encode::lossy_quality(format, jpeg_quality);
+    let processed = process_as(original, Some(crop), limits, &spec, format, quality)?;
+    processed
+        .renditions
+        .into_iter()
+        .next()
+        .ok_or_else(ImagingError::corrupt)
 }
 
 fn run_pipeline(
@@ -204,6 +260,7 @@ fn run_pipeline(
     crop: Option<(u32, u32, u32)>,
     limits: &Limits,
     spec: &RenditionSpec,
+    output: Option<(ImageFormat, u8)>,
 ) -> Result<Processed, ImagingError> {
     let header = header::read(bytes, format, limits)?;
     let (width, height) =
@@ -217,20 +274,29 @@ fn run_pipeline(
     let stored_crop =
         orient::crop_to_stored(header.orientation, &crop, header.width, header.height)?;
 
-    let Decoded { raster, square } =
-        decode::decode(bytes, format, &header, &stored_crop, largest, limits)?;
+    let Decoded {
+        mut raster,
+        square,
+        icc,
+    } = decode::decode(bytes, format, &header, &stored_crop, largest, limits)?;
     let has_alpha = raster.channels == Channels::Rgba;
+    // Before any resampling, so filters mix the colours that will be shown.
+    colour::convert_to_srgb(&mut raster, icc.as_deref());
 
     let mut shrinker = Shrinker::new();
     let top = shrinker.shrink(&raster, square, largest)?;
     drop(raster);
     let top = orient::apply(top, header.orientation)?;
 
-    let output = if has_alpha {
+    let default_format = if has_alpha {
         ImageFormat::Png
     } else {
         ImageFormat::Jpeg
     };
+    let (output, quality) = output.unwrap_or((
+        default_format,
+        encode::lossy_quality(default_format, spec.jpeg_quality),
+    ));
     // Each smaller rendition is resampled from the next larger one: a
     // fraction of the work of going back to the source, and at these ratios
     // (~2x per step) Lanczos loses nothing visible.
@@ -243,7 +309,7 @@ fn run_pipeline(
         renditions.push(Rendition {
             edge,
             format: output,
-            bytes: encode::encode(&previous, output, spec.jpeg_quality)?,
+            bytes: encode::encode_at(&previous, output, quality)?,
         });
     }
     renditions.reverse();
@@ -618,6 +684,29 @@ mod tests {
     }
 
     #[test]
+    fn render_makes_one_rendition_from_the_original() {
+        let original = corpus("photos/astronaut_circle.png");
+        let limits = Limits::default();
+        let webp =
+            render(&original, (0, 0, 512), 128, ImageFormat::Webp, &limits, 82).expect("render");
+        assert_eq!((webp.edge, webp.format), (128, ImageFormat::Webp));
+        let img = decode_rgba(&webp.bytes);
+        assert_eq!(img.dimensions(), (128, 128));
+        assert_eq!(img.get_pixel(0, 0)[3], 0, "alpha kept");
+        let capped = render(
+            &original,
+            (100, 100, 200),
+            256,
+            ImageFormat::Jpeg,
+            &limits,
+            82,
+        )
+        .expect("render");
+        assert_eq!(capped.edge, 200, "never upscaled past the crop");
+        assert_eq!(sniff(&capped.bytes), Some(SourceFormat::Jpeg));
+    }
+
+    #[test]
     fn transcode_between_formats() {
         let out = process(
             &corpus("photos/astronaut_circle.png"),
@@ -693,6 +782,40 @@ mod tests {
                 "x={x}: {px:?} want {want}"
             );
         }
+    }
+
+    /// A grey JPEG with a grey ICC profile (gamma 1.8) stays grey and comes
+    /// out lighter, as a colour-managed viewer shows it.
+    #[test]
+    fn grey_jpeg_with_grey_profile_is_converted_and_stays_grey() {
+        use image::ImageEncoder;
+        let luma = image::GrayImage::from_pixel(200, 200, image::Luma([100]));
+        let gamma_1_8 = moxcms::ColorProfile::new_gray_with_gamma(1.8)
+            .encode()
+            .expect("profile");
+        let encode = |icc: Option<Vec<u8>>| {
+            let mut jpeg = Vec::new();
+            let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+            if let Some(icc) = icc {
+                encoder.set_icc_profile(icc).expect("icc");
+            }
+            encoder
+                .write_image(luma.as_raw(), 200, 200, image::ExtendedColorType::L8)
+                .expect("encode");
+            jpeg
+        };
+        let centre = |jpeg: &[u8]| {
+            let out = process(jpeg, None, &Limits::default(), &small_spec(64)).expect("process");
+            *decode_rgba(&out.renditions[0].bytes).get_pixel(32, 32)
+        };
+        let plain = centre(&encode(None));
+        let managed = centre(&encode(Some(gamma_1_8)));
+        assert!(plain[0].abs_diff(100) <= 2, "{plain:?}");
+        assert!(
+            managed[0].abs_diff(managed[1]) <= 2 && managed[1].abs_diff(managed[2]) <= 2,
+            "{managed:?}"
+        );
+        assert!(managed[0] > 110, "{managed:?}");
     }
 
     #[test]

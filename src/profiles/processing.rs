@@ -80,6 +80,22 @@ impl Processor {
         Ok(guard)
     }
 
+    /// Makes one rendition (`edge` px, in `format`) from the stored original with its
+    /// crop: for formats a lossy re-encode of a JPEG rendition would degrade (WebP).
+    pub async fn render(
+        &self,
+        original: bytes::Bytes,
+        crop: (u32, u32, u32),
+        edge: u32,
+        format: ImageFormat,
+    ) -> Result<Vec<u8>> {
+        let (limits, quality) = (self.limits.clone(), self.spec.jpeg_quality);
+        self.run(move || imaging::render(&original, crop, edge, format, &limits, quality))
+            .await?
+            .map(|rendition| rendition.bytes)
+            .map_err(|e| Error::internal(format!("rendering from a stored original: {e}")))
+    }
+
     /// Re-encodes one of our renditions into another format.
     pub async fn transcode(&self, rendition: bytes::Bytes, format: ImageFormat) -> Result<Vec<u8>> {
         let quality = self.spec.jpeg_quality;

@@ -118,12 +118,19 @@ impl ProfileImages {
         base: &RenditionRecord,
         format: i32,
     ) -> Result<RenditionRecord> {
-        let source = self.inner.store.blobs.read(&base.blob)?;
-        let encoded = self
-            .inner
-            .processor
-            .transcode(source, format_from_record(format))
-            .await?;
+        let wanted = format_from_record(format);
+        let encoded = if wanted == ImageFormat::Webp {
+            // Lossy from lossy loses twice: WebP is made from the original's pixels.
+            let original = self.inner.store.blobs.read(&media.original)?;
+            let crop = (media.crop_x, media.crop_y, media.crop_size);
+            self.inner
+                .processor
+                .render(original, crop, base.edge, wanted)
+                .await?
+        } else {
+            let source = self.inner.store.blobs.read(&base.blob)?;
+            self.inner.processor.transcode(source, wanted).await?
+        };
         let store = self.inner.store.clone();
         let staged = store
             .blocking(move |store| store.blobs.stage(&encoded))

@@ -1,0 +1,523 @@
+//! Bytes per picture: for corpus photos and the 64/128/256/512 px renditions,
+//! the bytes and SSIM of our JPEG and WebP next to libvips' JPEG q80 and WebP
+//! q80 (`vipsthumbnail`, same run), and their ratios.
+//!
+//! Run with `cargo bench --bench quality` (vipsthumbnail from
+//! `scripts/install-deps --bench`; without it the libvips columns are empty).
+//! Environment:
+//! - `QUALITY_BENCH_FILES`: comma-separated corpus paths (default: the photos below)
+//! - `QUALITY_BENCH_SIZES`: comma-separated edges (default 64,128,256,512)
+//! - `QUALITY_BENCH_TIMES=1`: also print one timing of `process()` per file with
+//!   JPEG and with WebP renditions
+//! - `QUALITY_BENCH_JPEG_Q`, `QUALITY_BENCH_WEBP_Q`: comma-separated qualities to
+//!   sweep instead of the service's own; prints one summary line per pair.
+//!
+//! libvips gets the same upright centred square we crop (`vips autorot` and
+//! `extract_area` into a lossless `.v` file), then `vipsthumbnail --size NxN`
+//! resizes it (Lanczos3) and saves it at q80 with `strip`.
+//!
+//! SSIM: the standard single-scale SSIM (Wang et al. 2004) on luma (BT.601 weights
+//! on 8-bit sRGB values), 11x11 Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03,
+//! averaged over every window that fits inside the image (no padding). Every
+//! output is compared with the same reference: the original decoded by `image`,
+//! turned upright, converted to sRGB from its embedded ICC profile with moxcms,
+//! its largest centred square resized with fast_image_resize's Lanczos3.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use moxcms::{ColorProfile, Layout, TransformOptions};
+use profile_image::imaging::{
+    ImageFormat, Limits, RenditionSpec, WEBP_QUALITY, process, process_as, transcode_at,
+};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const DEFAULT_FILES: &[&str] = &[
+    "camera/olympus_12mp.jpg",
+    "camera/iphone_hdr_NO.jpg",
+    "camera/Reconyx_HC500_Hyperfire.jpg",
+    "camera/45-gps_ifd.jpg",
+    "photos/chelsea.png",
+    "photos/coffee.png",
+    "photos/astronaut.png",
+    "photos/rocket.jpg",
+    "photos/hubble_deep_field.jpg",
+];
+const VIPS_QUALITY: u8 = 80;
+
+fn corpus(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(relative)
+}
+
+fn list_env<T: std::str::FromStr>(name: &str) -> Option<Vec<T>> {
+    let value = std::env::var(name).ok()?;
+    let items: Vec<T> = value
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
+/// The original as a viewer shows it: upright, in sRGB.
+fn decode_reference_source(bytes: &[u8]) -> RgbImage {
+    let mut decoder = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("format")
+        .into_decoder()
+        .expect("decoder");
+    let orientation = decoder.orientation().expect("orientation");
+    let icc = decoder.icc_profile().ok().flatten();
+    let mut image = DynamicImage::from_decoder(decoder).expect("decode");
+    image.apply_orientation(orientation);
+    let mut rgb = image.to_rgb8();
+    if let Some(profile) = icc.and_then(|icc| ColorProfile::new_from_slice(&icc).ok()) {
+        let transform = profile
+            .create_transform_8bit(
+                Layout::Rgb,
+                &ColorProfile::new_srgb(),
+                Layout::Rgb,
+                TransformOptions::default(),
+            )
+            .expect("transform");
+        let mut out = vec![0u8; rgb.as_raw().len()];
+        transform.transform(rgb.as_raw(), &mut out).expect("cms");
+        rgb = RgbImage::from_raw(rgb.width(), rgb.height(), out).expect("image");
+    }
+    rgb
+}
+
+/// The largest centred square of `source` (as the service crops by default),
+/// resized to `edge` with Lanczos3.
+fn reference(source: &RgbImage, edge: u32) -> RgbImage {
+    let (w, h) = source.dimensions();
+    let side = w.min(h);
+    let src = ImageRef::new(w, h, source.as_raw(), PixelType::U8x3).expect("view");
+    let mut dst = Image::new(edge, edge, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+        .crop(
+            f64::from((w - side) / 2),
+            f64::from((h - side) / 2),
+            f64::from(side),
+            f64::from(side),
+        );
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .expect("resize");
+    RgbImage::from_raw(edge, edge, dst.into_vec()).expect("image")
+}
+
+fn luma(image: &RgbImage) -> Vec<f64> {
+    image
+        .pixels()
+        .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
+        .collect()
+}
+
+const WINDOW: usize = 11;
+
+fn gaussian_window() -> [f64; WINDOW] {
+    let sigma = 1.5f64;
+    let mut weights = [0.0; WINDOW];
+    for (i, w) in weights.iter_mut().enumerate() {
+        let d = i as f64 - (WINDOW / 2) as f64;
+        *w = (-d * d / (2.0 * sigma * sigma)).exp();
+    }
+    let sum: f64 = weights.iter().sum();
+    weights.map(|w| w / sum)
+}
+
+/// Separable Gaussian filter keeping only the positions where the whole
+/// window fits: `(w - 10) x (h - 10)` values.
+fn filter_valid(values: &[f64], w: usize, h: usize, window: &[f64; WINDOW]) -> Vec<f64> {
+    let (ow, oh) = (w - WINDOW + 1, h - WINDOW + 1);
+    let mut rows = vec![0.0; ow * h];
+    for y in 0..h {
+        for x in 0..ow {
+            rows[y * ow + x] = (0..WINDOW).map(|k| window[k] * values[y * w + x + k]).sum();
+        }
+    }
+    let mut out = vec![0.0; ow * oh];
+    for y in 0..oh {
+        for x in 0..ow {
+            out[y * ow + x] = (0..WINDOW)
+                .map(|k| window[k] * rows[(y + k) * ow + x])
+                .sum();
+        }
+    }
+    out
+}
+
+fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (w, h) = (a.width() as usize, a.height() as usize);
+    let window = gaussian_window();
+    let (x, y) = (luma(a), luma(b));
+    let product = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(p, q)| p * q).collect::<Vec<_>>();
+    let mu_x = filter_valid(&x, w, h, &window);
+    let mu_y = filter_valid(&y, w, h, &window);
+    let xx = filter_valid(&product(&x, &x), w, h, &window);
+    let yy = filter_valid(&product(&y, &y), w, h, &window);
+    let xy = filter_valid(&product(&x, &y), w, h, &window);
+    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+    let total: f64 = (0..mu_x.len())
+        .map(|i| {
+            let (mx, my) = (mu_x[i], mu_y[i]);
+            let (vx, vy, cov) = (xx[i] - mx * mx, yy[i] - my * my, xy[i] - mx * my);
+            ((2.0 * mx * my + c1) * (2.0 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        })
+        .sum();
+    total / mu_x.len() as f64
+}
+
+/// Bytes and SSIM of one encoded picture.
+#[derive(Clone, Copy, Default)]
+struct Scored {
+    bytes: usize,
+    ssim: f64,
+}
+
+fn score(encoded: &[u8], reference: &RgbImage) -> Scored {
+    let decoded = image::load_from_memory(encoded)
+        .expect("output decodes")
+        .to_rgb8();
+    Scored {
+        bytes: encoded.len(),
+        ssim: ssim(&decoded, reference),
+    }
+}
+
+fn vipsthumbnail_available() -> bool {
+    Command::new("vipsthumbnail")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The upright, largest centred square of `file` as a lossless libvips
+/// image (`.v`, which keeps the ICC profile), so libvips resizes exactly the
+/// pixels we do: its own `--smartcrop centre` crops after resizing, off by a
+/// fraction of a pixel, which alone costs up to 0.15 SSIM on detailed photos.
+fn vips_square(file: &Path, upright: (u32, u32), dir: &Path) -> Option<PathBuf> {
+    let (w, h) = upright;
+    let side = w.min(h);
+    let rotated = dir.join("upright.v");
+    let square = dir.join("square.v");
+    let run = |args: &[&str]| {
+        Command::new("vips")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ok = run(&[
+        "autorot",
+        &file.to_string_lossy(),
+        &rotated.to_string_lossy(),
+    ]) && run(&[
+        "extract_area",
+        &rotated.to_string_lossy(),
+        &square.to_string_lossy(),
+        &((w - side) / 2).to_string(),
+        &((h - side) / 2).to_string(),
+        &side.to_string(),
+        &side.to_string(),
+    ]);
+    ok.then_some(square)
+}
+
+/// libvips' thumbnail of `square` at `edge`, as `extension` at q80 without
+/// metadata (converted to sRGB from an embedded profile, as vipsthumbnail
+/// does by default).
+fn vips(square: &Path, edge: u32, extension: &str, dir: &Path) -> Option<Vec<u8>> {
+    let out = dir.join(format!("vips_{edge}.{extension}"));
+    let ok = Command::new("vipsthumbnail")
+        .arg(square)
+        .args(["--size", &format!("{edge}x{edge}"), "-o"])
+        .arg(format!("{}[Q={VIPS_QUALITY},strip]", out.display()))
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| std::fs::read(&out).ok()).flatten()
+}
+
+/// Bytes of a WebP file without its metadata chunks. libvips 8.14.1's
+/// webpsave keeps EXIF despite `strip` (9 KB on the Olympus photo, more than
+/// the 64 px picture itself); we count what a stripped file would hold:
+/// RIFF header, image chunks, and VP8X only when alpha needs it.
+fn webp_bytes_without_metadata(webp: &[u8]) -> usize {
+    let mut total = 12;
+    let mut has_alpha = false;
+    let mut vp8x = 0;
+    let mut pos = 12;
+    while let Some(header) = webp.get(pos..pos + 8) {
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let size = 8 + len + len % 2;
+        match &header[..4] {
+            b"EXIF" | b"XMP " | b"ICCP" => {}
+            b"VP8X" => vp8x = size,
+            id => {
+                has_alpha |= id == b"ALPH";
+                total += size;
+            }
+        }
+        pos += size;
+    }
+    total + if has_alpha { vp8x } else { 0 }
+}
+
+/// One photo at one edge: ours and libvips', scored against the reference.
+struct Row {
+    file: String,
+    edge: u32,
+    jpeg: Scored,
+    webp: Scored,
+    /// WebP encoded from the pixels rather than from our JPEG.
+    direct_webp: Scored,
+    vips_jpeg: Option<Scored>,
+    vips_webp: Option<Scored>,
+}
+
+/// Our renditions of `bytes` at one edge.
+struct Ours {
+    edge: u32,
+    jpeg: Vec<u8>,
+    /// What the service serves for WebP: transcoded from the JPEG rendition.
+    webp: Vec<u8>,
+    /// WebP made from the pixels, as if renditions were encoded as WebP.
+    direct_webp: Vec<u8>,
+}
+
+fn ours(bytes: &[u8], edges: &[u32], jpeg_quality: u8, webp_quality: u8) -> Vec<Ours> {
+    let spec = RenditionSpec {
+        sizes: edges.to_vec(),
+        full_max_edge: edges.iter().copied().max().unwrap_or(512),
+        jpeg_quality,
+    };
+    let limits = Limits::default();
+    let start = Instant::now();
+    let jpegs = process(bytes, None, &limits, &spec).expect("process");
+    let jpeg_time = start.elapsed();
+    let start = Instant::now();
+    let webps = process_as(bytes, None, &limits, &spec, ImageFormat::Webp, webp_quality)
+        .expect("process as WebP");
+    let webp_time = start.elapsed();
+    if std::env::var_os("QUALITY_BENCH_TIMES").is_some() {
+        // One run each: indicative only; `cargo bench --bench pipeline` times properly.
+        println!(
+            "  process(): JPEG renditions {:.1} ms, WebP renditions {:.1} ms",
+            jpeg_time.as_secs_f64() * 1000.0,
+            webp_time.as_secs_f64() * 1000.0
+        );
+    }
+    jpegs
+        .renditions
+        .iter()
+        .zip(&webps.renditions)
+        .map(|(jpeg, direct)| {
+            assert_eq!(jpeg.format, ImageFormat::Jpeg, "opaque photos only");
+            Ours {
+                edge: jpeg.edge,
+                jpeg: jpeg.bytes.clone(),
+                webp: transcode_at(&jpeg.bytes, ImageFormat::Webp, webp_quality).expect("webp"),
+                direct_webp: direct.bytes.clone(),
+            }
+        })
+        .collect()
+}
+
+fn measure(
+    files: &[String],
+    edges: &[u32],
+    jpeg_quality: u8,
+    webp_quality: u8,
+    with_vips: bool,
+) -> Vec<Row> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rows = Vec::new();
+    for file in files {
+        let path = corpus(file);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let source = decode_reference_source(&bytes);
+        let square = with_vips
+            .then(|| vips_square(&path, source.dimensions(), dir.path()))
+            .flatten();
+        for out in ours(&bytes, edges, jpeg_quality, webp_quality) {
+            let edge = out.edge;
+            let reference = reference(&source, edge);
+            let vips_scored = |ext: &str| {
+                let out = vips(square.as_deref()?, edge, ext, dir.path())?;
+                let mut scored = score(&out, &reference);
+                if ext == "webp" {
+                    scored.bytes = webp_bytes_without_metadata(&out);
+                }
+                Some(scored)
+            };
+            rows.push(Row {
+                file: file.clone(),
+                edge,
+                jpeg: score(&out.jpeg, &reference),
+                webp: score(&out.webp, &reference),
+                direct_webp: score(&out.direct_webp, &reference),
+                vips_jpeg: vips_scored("jpg"),
+                vips_webp: vips_scored("webp"),
+            });
+        }
+    }
+    rows
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    a as f64 / b as f64
+}
+
+fn print_rows(rows: &[Row]) {
+    println!(
+        "| file | px | our JPEG B | SSIM | our WebP B | SSIM | WebP from pixels B | SSIM | vips JPEG B | SSIM | vips WebP B | SSIM | WebP/JPEG | JPEG/vips JPEG | WebP/vips WebP |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let cell = |s: Option<Scored>| match s {
+        Some(s) => format!("{} | {:.4}", s.bytes, s.ssim),
+        None => "- | -".to_owned(),
+    };
+    let ratio_cell = |a: usize, b: Option<Scored>| match b {
+        Some(b) => format!("{:.2}", ratio(a, b.bytes)),
+        None => "-".to_owned(),
+    };
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.4} | {} | {:.4} | {} | {:.4} | {} | {} | {:.2} | {} | {} |",
+            r.file.rsplit('/').next().unwrap_or(&r.file),
+            r.edge,
+            r.jpeg.bytes,
+            r.jpeg.ssim,
+            r.webp.bytes,
+            r.webp.ssim,
+            r.direct_webp.bytes,
+            r.direct_webp.ssim,
+            cell(r.vips_jpeg),
+            cell(r.vips_webp),
+            ratio(r.webp.bytes, r.jpeg.bytes),
+            ratio_cell(r.jpeg.bytes, r.vips_jpeg),
+            ratio_cell(r.webp.bytes, r.vips_webp),
+        );
+    }
+}
+
+/// Totals over all rows: summed bytes and mean SSIM per column, the ratios of
+/// the sums, and the worst (lowest) per-row SSIM difference.
+fn summary(label: &str, rows: &[Row]) {
+    let sum = |f: &dyn Fn(&Row) -> Option<Scored>| -> Option<(usize, f64)> {
+        let scored: Option<Vec<Scored>> = rows.iter().map(f).collect();
+        scored.map(|s| {
+            (
+                s.iter().map(|s| s.bytes).sum(),
+                s.iter().map(|s| s.ssim).sum::<f64>() / s.len() as f64,
+            )
+        })
+    };
+    let jpeg = sum(&|r| Some(r.jpeg)).unwrap_or_default();
+    let webp = sum(&|r| Some(r.webp)).unwrap_or_default();
+    let direct = sum(&|r| Some(r.direct_webp)).unwrap_or_default();
+    let min_diff =
+        |f: &dyn Fn(&Row) -> Option<f64>| rows.iter().filter_map(f).fold(f64::INFINITY, f64::min);
+    print!(
+        "{label}: our JPEG {} B SSIM {:.4}; our WebP {} B SSIM {:.4}; WebP/JPEG bytes {:.3}, worst row SSIM WebP-JPEG {:+.4}; WebP from pixels {} B SSIM {:.4}, /JPEG {:.3}, worst row {:+.4}",
+        jpeg.0,
+        jpeg.1,
+        webp.0,
+        webp.1,
+        ratio(webp.0, jpeg.0),
+        min_diff(&|r| Some(r.webp.ssim - r.jpeg.ssim)),
+        direct.0,
+        direct.1,
+        ratio(direct.0, jpeg.0),
+        min_diff(&|r| Some(r.direct_webp.ssim - r.jpeg.ssim)),
+    );
+    if let (Some(vj), Some(vw)) = (sum(&|r| r.vips_jpeg), sum(&|r| r.vips_webp)) {
+        print!(
+            "; vips JPEG {} B SSIM {:.4}, vips WebP {} B SSIM {:.4}; JPEG/vips {:.3} (worst row SSIM {:+.4}); WebP/vips WebP {:.3}; WebP/vips JPEG {:.3}",
+            vj.0,
+            vj.1,
+            vw.0,
+            vw.1,
+            ratio(jpeg.0, vj.0),
+            min_diff(&|r| r.vips_jpeg.map(|v| r.jpeg.ssim - v.ssim)),
+            ratio(webp.0, vw.0),
+            ratio(webp.0, vj.0),
+        );
+    }
+    println!();
+}
+
+fn main() {
+    let files: Vec<String> = list_env("QUALITY_BENCH_FILES")
+        .unwrap_or_else(|| DEFAULT_FILES.iter().map(|f| f.to_string()).collect());
+    let edges: Vec<u32> =
+        list_env("QUALITY_BENCH_SIZES").unwrap_or_else(|| vec![64, 128, 256, 512]);
+    let with_vips = vipsthumbnail_available();
+    if !with_vips {
+        println!("vipsthumbnail not found (scripts/install-deps --bench): libvips columns empty");
+    }
+    let service_jpeg = RenditionSpec::default().jpeg_quality;
+    let sweep_jpeg = list_env::<u8>("QUALITY_BENCH_JPEG_Q");
+    let sweep_webp = list_env::<u8>("QUALITY_BENCH_WEBP_Q");
+    if sweep_jpeg.is_some() || sweep_webp.is_some() {
+        // libvips does not change between sweep points: measured once.
+        let mut vips_rows: Option<Vec<Row>> = None;
+        for &jq in sweep_jpeg.as_deref().unwrap_or(&[service_jpeg]) {
+            for &wq in sweep_webp.as_deref().unwrap_or(&[WEBP_QUALITY]) {
+                let mut rows = measure(&files, &edges, jq, wq, with_vips && vips_rows.is_none());
+                match &vips_rows {
+                    None => {
+                        vips_rows = Some(
+                            rows.iter()
+                                .map(|r| Row {
+                                    file: r.file.clone(),
+                                    ..*r
+                                })
+                                .collect(),
+                        )
+                    }
+                    Some(v) => {
+                        for (row, vips) in rows.iter_mut().zip(v) {
+                            row.vips_jpeg = vips.vips_jpeg;
+                            row.vips_webp = vips.vips_webp;
+                        }
+                    }
+                }
+                summary(&format!("JPEG q{jq}, WebP q{wq}"), &rows);
+            }
+        }
+        return;
+    }
+    println!(
+        "files {files:?}, edges {edges:?}; our JPEG q{service_jpeg}, our WebP q{WEBP_QUALITY}; libvips {}",
+        if with_vips {
+            "JPEG q80 and WebP q80"
+        } else {
+            "absent"
+        }
+    );
+    let rows = measure(&files, &edges, service_jpeg, WEBP_QUALITY, with_vips);
+    print_rows(&rows);
+    summary("all rows", &rows);
+    for &edge in &edges {
+        let at: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.edge == edge)
+            .map(|r| Row {
+                file: r.file.clone(),
+                ..*r
+            })
+            .collect();
+        summary(&format!("{edge} px"), &at);
+    }
+}
