@@ -34,8 +34,9 @@ enum Command {
         /// TOML file with settings (keys as the flags, in snake_case).
         #[arg(long, env = "PROFILE_IMAGE_CONFIG")]
         config: Option<PathBuf>,
+        /// Boxed: the settings are many, and the client commands are small.
         #[command(flatten)]
-        overrides: Overrides,
+        overrides: Box<Overrides>,
     },
     #[command(flatten)]
     Client(cli::Command),
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
         Command::Serve { config, overrides } => (config, overrides),
         Command::Client(command) => return cli::run(command),
     };
-    let config = match Config::resolve(config.as_deref(), overrides) {
+    let config = match Config::resolve(config.as_deref(), *overrides) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("profile-image: {error}");
