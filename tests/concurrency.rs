@@ -106,12 +106,7 @@ async fn sixteen_writers_with_readers_and_a_watcher_stay_available_and_survive_k
             let url = server.url();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let channel = tonic::transport::Channel::from_shared(url)
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
-                let mut client = Client::new(channel);
+                let mut client = common::connect(url).await;
                 let mut unexpected = Vec::new();
                 let mut n = r;
                 while !stop.load(Ordering::Relaxed) {
@@ -133,12 +128,7 @@ async fn sixteen_writers_with_readers_and_a_watcher_stay_available_and_survive_k
         .map(|w| {
             let url = server.url();
             tokio::spawn(async move {
-                let channel = tonic::transport::Channel::from_shared(url)
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
-                let mut client = Client::new(channel);
+                let mut client = common::connect(url).await;
                 let mut acknowledged = BTreeMap::new();
                 for i in 0..SETS_PER_WRITER {
                     let user = format!("stress-{w}-{}", i % USERS_PER_WRITER);
@@ -236,12 +226,7 @@ async fn random_sets_crops_deletes_and_reads_answer_only_what_the_contract_allow
             let url = server.url();
             let users = users.clone();
             tokio::spawn(async move {
-                let channel = tonic::transport::Channel::from_shared(url)
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
-                let mut client = Client::new(channel);
+                let mut client = common::connect(url).await;
                 let mut rng = c as u64 * 7919 + 1;
                 let mut unexpected = Vec::new();
                 let mut calls = 0u64;

@@ -19,12 +19,7 @@ async fn uploads_past_the_queue_are_refused_at_once_with_retry_info() {
         .map(|i| {
             let (url, photo) = (server.url(), photo.clone());
             tokio::spawn(async move {
-                let channel = tonic::transport::Channel::from_shared(url)
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
-                let mut client = common::Client::new(channel).max_encoding_message_size(16 << 20);
+                let mut client = common::connect(url).await;
                 set_inline(&mut client, &format!("flood-{i}"), photo).await
             })
         })

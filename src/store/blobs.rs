@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use bytes::Bytes;
 
+use super::cache::BlobCache;
 use crate::error::{Error, Result};
 use crate::store::records::BlobRef;
 
@@ -36,6 +37,7 @@ pub struct BlobStore {
 
 struct Shared {
     files: BlobFiles,
+    cache: BlobCache,
     /// hash -> reference count (u64 BE); absent = unreferenced
     refs: sled::Tree,
     /// hash -> () : blobs that may be unreferenced
@@ -57,6 +59,7 @@ impl BlobStore {
     pub(super) fn open(data_dir: &Path, refs: sled::Tree, pending: sled::Tree) -> Result<Self> {
         let shared = Arc::new(Shared {
             files: BlobFiles::open(&data_dir.join("objects"))?,
+            cache: BlobCache::new(),
             refs,
             pending,
             pins: Mutex::default(),
@@ -105,11 +108,16 @@ impl BlobStore {
     /// [`Error::BlobMissing`], which readers answer by reading the state again.
     pub fn read(&self, blob: &BlobRef) -> Result<Bytes> {
         let hash = blob_hash(&blob.hash)?;
+        if let Some(bytes) = self.shared.cache.get(&hash) {
+            return Ok(bytes);
+        }
         let bytes = self.shared.files.read(&hash)?;
         if bytes.len() as u64 != blob.len {
             return Err(Error::BlobMissing);
         }
-        Ok(Bytes::from(bytes))
+        let bytes = Bytes::from(bytes);
+        self.shared.cache.insert(hash, bytes.clone());
+        Ok(bytes)
     }
 
     /// Deletes every pending blob that nothing references and nobody has pinned, now,
@@ -192,6 +200,7 @@ impl Shared {
         }
         let referenced = self.refs.contains_key(hash)?;
         if !referenced {
+            self.cache.remove(&hash);
             self.files.remove(&hash)?;
         }
         self.pending.remove(hash)?;

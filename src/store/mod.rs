@@ -10,6 +10,7 @@
 //!   sweeper thread.
 
 mod blobs;
+mod cache;
 mod durability;
 pub mod records;
 mod space;

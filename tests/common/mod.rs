@@ -187,6 +187,19 @@ impl Drop for Server {
     }
 }
 
+/// A client on a connection of its own to `url` (for tasks that outlive a borrow of
+/// the server), with room for large messages.
+pub async fn connect(url: String) -> Client {
+    let channel = Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    ProfileImageServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
 /// SetProfileImage with an inline image.
 pub async fn set_inline(
     client: &mut Client,
