@@ -7,7 +7,8 @@
 //! photos, 2% URL sets from a local origin (an HTTP/1.1 server in this process on
 //! 127.0.0.1). Every minute it records the server's RSS, its open file descriptors, the
 //! data dir's size and the Get p99 of that minute, and counts errors other than the
-//! expected ones (none are expected: the queue has room for 8 workers, the disk has room).
+//! expected ones (overload refusals, UNAVAILABLE with RetryInfo, are the contract: they
+//! are counted and retried after the delay).
 //! Pass: RSS and fds grow under 10% over the last 20 minutes (scaled down for shorter
 //! runs: the last two thirds), and no unexpected error.
 
@@ -27,6 +28,7 @@ use profile_image::pb::profile_image_service_client::ProfileImageServiceClient;
 use profile_image::pb::{self, set_profile_image_request::Source};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
+use tonic_types::StatusExt;
 
 const PHOTOS: &[&str] = &[
     "photos/rocket.jpg",
@@ -124,9 +126,15 @@ async fn run() {
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let ops = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
     for w in 0..WORKERS {
-        let (stop, latencies, errors, ops) =
-            (stop.clone(), latencies.clone(), errors.clone(), ops.clone());
+        let (stop, latencies, errors, ops, refused) = (
+            stop.clone(),
+            latencies.clone(),
+            errors.clone(),
+            ops.clone(),
+            refused.clone(),
+        );
         let (photos, origin) = (photos.clone(), origin.clone());
         let mut client = ProfileImageServiceClient::new(connect(addr).await)
             .max_encoding_message_size(16 << 20)
@@ -167,12 +175,22 @@ async fn run() {
                         .map(|_| ()),
                 };
                 ops.fetch_add(1, Ordering::Relaxed);
-                if let Err(status) = result {
-                    errors.lock().unwrap().push(format!(
+                match result {
+                    Ok(()) => {}
+                    // The contract under load: refused with RetryInfo; wait and go on.
+                    Err(status) if status.code() == tonic::Code::Unavailable => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        let delay = status
+                            .get_details_retry_info()
+                            .and_then(|r| r.retry_delay)
+                            .unwrap_or(Duration::from_secs(1));
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(status) => errors.lock().unwrap().push(format!(
                         "{:?}: {}",
                         status.code(),
                         status.message()
-                    ));
+                    )),
                 }
             }
         });
@@ -214,10 +232,11 @@ async fn run() {
     let rss_growth = last.0 as f64 / first.0 as f64 - 1.0;
     let fd_growth = last.1 as f64 / first.1 as f64 - 1.0;
     println!(
-        "soak: {minutes} min; from minute {} to the end RSS {:+.1}%, fds {:+.1}%; {} unexpected errors{}",
+        "soak: {minutes} min; from minute {} to the end RSS {:+.1}%, fds {:+.1}%; {} overload refusals (retried after their RetryInfo); {} unexpected errors{}",
         from + 1,
         rss_growth * 100.0,
         fd_growth * 100.0,
+        refused.load(Ordering::Relaxed),
         errors.len(),
         errors
             .first()
