@@ -22,11 +22,10 @@ impl ProfileImages {
             match self.get_once(user, request).await {
                 Err(Error::BlobMissing) if attempt < ATTEMPTS => attempt += 1,
                 Err(Error::BlobMissing) => {
-                    // Changed under every attempt: answer as the state is now.
-                    let state = self.state(user)?.ok_or_else(|| no_image(user))?;
+                    // Changed under every attempt: NOT_FOUND if the image is gone now.
+                    self.state(user)?.ok_or_else(|| no_image(user))?;
                     return Err(Error::Unavailable(format!(
-                        "user {} changed during every read; retry",
-                        state.user_id
+                        "user {user}'s image changed during every read; retry"
                     )));
                 }
                 other => return other,

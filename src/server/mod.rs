@@ -75,6 +75,11 @@ pub async fn serve(
         config.store_stall_timeout,
         shutdown.clone(),
     ));
+    let upkeep = tokio::spawn(keep_up_store(
+        store.clone(),
+        config.metrics_listen.is_some(),
+        shutdown.clone(),
+    ));
 
     let api = ProfileImageApi::new(
         profiles,
@@ -123,6 +128,7 @@ pub async fn serve(
         }
     };
     watchdog.abort();
+    upkeep.abort();
     downloads.stopped().await;
     // A stalled store must not keep the process from ending: bounded like the calls.
     match tokio::time::timeout(SHUTDOWN_GRACE, store.durable()).await {
@@ -137,8 +143,8 @@ pub async fn serve(
 
 /// Turns health NOT_SERVING while a store flush has been running longer than
 /// `stall_timeout` (the store stopped making progress: an orchestrator should restart
-/// the process), and SERVING again once flushes complete. Also writes the data dir's
-/// reserve file again once there is room for it.
+/// the process), and SERVING again once flushes complete. It touches no storage itself,
+/// so a stalled disk cannot stall it.
 async fn report_store_stalls(
     store: Store,
     health: tonic_health::server::HealthReporter,
@@ -147,23 +153,10 @@ async fn report_store_stalls(
 ) {
     let period = (stall_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut stalled = false;
-    let mut rounds = 0u32;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(period) => {}
-        }
-        rounds = rounds.wrapping_add(1);
-        ::metrics::gauge!(telemetry::FREE_BYTES).set(store.space().free_bytes() as f64);
-        if rounds.is_multiple_of(8) {
-            let store = store.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                store.refill_reserve();
-                if let Ok(bytes) = store.disk_bytes() {
-                    ::metrics::gauge!(telemetry::STORE_BYTES).set(bytes as f64);
-                }
-            })
-            .await;
         }
         let flushing_for = store.flushing_for();
         let now_stalled = flushing_for.is_some_and(|running| running >= stall_timeout);
@@ -188,6 +181,30 @@ async fn report_store_stalls(
                 status,
             )
             .await;
+    }
+}
+
+/// Every few seconds: writes the data dir's reserve file again once there is room for
+/// it, and, when metrics are on, reports free space and the data dir's size (a walk of
+/// the blob files, so only then).
+async fn keep_up_store(store: Store, metrics: bool, shutdown: CancellationToken) {
+    const PERIOD: Duration = Duration::from_secs(5);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PERIOD) => {}
+        }
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            store.refill_reserve();
+            if metrics {
+                ::metrics::gauge!(telemetry::FREE_BYTES).set(store.space().free_bytes() as f64);
+                if let Ok(bytes) = store.disk_bytes() {
+                    ::metrics::gauge!(telemetry::STORE_BYTES).set(bytes as f64);
+                }
+            }
+        })
+        .await;
     }
 }
 
