@@ -3,10 +3,11 @@
 //!
 //!     cargo bench --bench store_stress
 //!
-//! THREADS threads each loop: stage a distinct ~12 KiB blob on a blocking thread,
-//! commit a media record and a profile in one transaction, wait for the group-commit
-//! ticket; every fourth operation removes an older media item instead (releasing blobs,
-//! so the sweeper runs) and every thread also reads. A watchdog prints progress every
+//! THREADS threads each loop, through the storage traits: put a distinct ~12 KiB blob,
+//! commit a media item and a profile as one change (which returns once the group-commit
+//! flush made it durable; decided again when another thread changed the user first);
+//! every fourth operation removes an older media item instead (releasing blobs, so the
+//! sweeper runs) and every thread also reads. A watchdog prints progress every
 //! second and, if no operation completes for STALL_SECONDS, reports a stall (with the
 //! flusher's state) and exits 1: with sled's own threads the only ones touching sled,
 //! such a stall would be sled's.
@@ -26,9 +27,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use profile_image::model::UserId;
-use profile_image::store::Store;
-use profile_image::store::records::{MediaRecord, ProfileRecord, RenditionRecord};
+use bytes::Bytes;
+use profile_image::error::Error;
+use profile_image::model::{
+    Crop, ImageFormat, Media, Profile, Rendition, Source, Status, UserId, now_millis,
+};
+use profile_image::store::local::LocalStore;
+use profile_image::store::{BlobStore, Change, MediaWrite, MetadataStore, Write};
 
 fn main() {
     if support::filtered_out("store_stress") {
@@ -44,7 +49,7 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path()).expect("open store");
+    let store = LocalStore::open(dir.path()).expect("open store");
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -55,28 +60,18 @@ fn main() {
             let handle = runtime.handle().clone();
             std::thread::spawn(move || {
                 let mut i = 0u64;
-                let mut mine: Vec<MediaRecord> = Vec::new();
+                let mut mine: Vec<Media> = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let user = UserId::parse("user_id", &format!("u{}", (t * 7 + i) % 64))
                         .expect("user id");
                     if i % 4 == 3 && !mine.is_empty() {
                         let old = mine.remove(0);
-                        let owner = UserId::parse("user_id", &old.user_id).expect("owner");
-                        handle
-                            .block_on(store.transact(move |tx| {
-                                if tx.media(&old.media_id)?.is_some() {
-                                    tx.remove_media(&owner, &old)?;
-                                }
-                                Ok(())
-                            }))
-                            .expect("remove media");
-                        store.blobs.request_sweep();
+                        handle.block_on(remove(&store, &old));
                     } else {
-                        let media = stage_and_commit(&handle, &store, &user, t, i);
+                        let media = handle.block_on(stage_and_commit(&store, &user, t, i));
                         mine.push(media);
                     }
-                    handle.block_on(store.durable()).expect("durable");
-                    let _ = store.profile(&user).expect("read");
+                    let _ = handle.block_on(store.user_state(&user)).expect("read");
                     done.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }
@@ -124,46 +119,83 @@ fn main() {
     );
 }
 
-/// Stages a distinct blob and commits it as the user's active media item.
-fn stage_and_commit(
-    handle: &tokio::runtime::Handle,
-    store: &Store,
-    user: &UserId,
-    thread: u64,
-    i: u64,
-) -> MediaRecord {
+/// Commits `change(state)` on the user's current state, deciding again on conflicts
+/// (other threads change the same users).
+async fn commit(store: &LocalStore, user: &UserId, change: impl Fn(Change) -> Change) {
+    loop {
+        let state = store.user_state(user).await.expect("read state");
+        match store.commit(change(Change::on(user, &state))).await {
+            Ok(_) => return,
+            Err(Error::Conflict) => continue,
+            Err(error) => panic!("commit failed: {error}"),
+        }
+    }
+}
+
+/// Removes a media item if it is still there (the last user may have replaced it).
+async fn remove(store: &LocalStore, media: &Media) {
+    if store.media(&media.id).await.expect("read media").is_none() {
+        return;
+    }
+    let id = media.id.clone();
+    commit(store, &media.user, |mut change| {
+        let active = change
+            .base
+            .profile
+            .as_ref()
+            .is_some_and(|p| p.media_id.as_deref() == Some(id.as_str()));
+        change.media.push(MediaWrite::Remove(id.clone()));
+        if active {
+            change.version = Some(change.base.version + 1);
+            change.profile = Write::Remove;
+        }
+        change
+    })
+    .await;
+}
+
+/// Puts a distinct blob and commits it as the user's active media item.
+async fn stage_and_commit(store: &LocalStore, user: &UserId, thread: u64, i: u64) -> Media {
     let bytes: Vec<u8> = (0..12_288u64)
         .map(|n| (n.wrapping_mul(thread + 3) ^ i.wrapping_mul(2_654_435_761) >> (n % 13)) as u8)
         .collect();
-    let staged = handle
-        .block_on(store.blocking(move |store| store.blobs.stage(&bytes)))
-        .expect("stage");
-    let seq = store.next_id().expect("id");
-    let media = MediaRecord {
-        media_id: format!("m{seq:016x}"),
-        user_id: user.as_str().to_owned(),
+    let staged = store.put(Bytes::from(bytes)).await.expect("put blob");
+    let seq = store.next_id().await.expect("id");
+    let media = Media {
+        id: format!("m{seq:016x}"),
+        user: user.clone(),
         seq,
-        original: staged.blob().clone(),
-        renditions: vec![RenditionRecord {
+        width: 64,
+        height: 64,
+        source: Source::Upload,
+        source_url: String::new(),
+        create_time_ms: now_millis(),
+        crop: Crop::default(),
+        has_alpha: false,
+        original: *staged.blob(),
+        renditions: vec![Rendition {
             edge: 64,
-            format: 1,
-            blob: staged.blob().clone(),
+            format: ImageFormat::Jpeg,
+            blob: *staged.blob(),
         }],
-        ..Default::default()
     };
-    let (owner, record) = (user.clone(), media.clone());
-    handle
-        .block_on(store.transact(move |tx| {
-            tx.insert_media(&owner, &record)?;
-            let profile = ProfileRecord {
-                version: tx.bump_version(&owner)?,
-                status: 3,
-                media_id: record.media_id.clone(),
-                ..Default::default()
-            };
-            tx.put_profile(&owner, &profile)
-        }))
-        .expect("commit");
+    commit(store, user, |mut change| {
+        let version = change.base.version + 1;
+        change.version = Some(version);
+        change.media.push(MediaWrite::Insert(media.clone()));
+        change.profile = Write::Put(Profile {
+            version,
+            status: Status::Ready,
+            media_id: Some(media.id.clone()),
+            source: Source::Upload,
+            source_url: String::new(),
+            failure: None,
+            create_time_ms: media.create_time_ms,
+            update_time_ms: media.create_time_ms,
+        });
+        change
+    })
+    .await;
     drop(staged);
     media
 }

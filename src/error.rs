@@ -42,6 +42,16 @@ pub enum Error {
     /// The request is invalid; nothing was changed.
     #[error("invalid request: {}", describe(.0))]
     Invalid(Vec<Violation>),
+    /// The bytes given as an image are not one the service accepts (`reason`:
+    /// invalid-file-format or file-too-large). The API layer names the request field.
+    #[error("{message}")]
+    BadImage {
+        reason: &'static str,
+        message: String,
+    },
+    /// The crop asked for does not fit the image. The API layer names the field.
+    #[error("{0}")]
+    CropOutOfBounds(String),
     #[error("{0}")]
     NotFound(String),
     /// `expected_version` did not match; nothing was changed.
@@ -68,6 +78,10 @@ pub enum Error {
     /// Storage could not complete the call right now (an I/O failure); retrying may work.
     #[error("{0}")]
     Unavailable(String),
+    /// The user's stored state changed between reading it and committing a change
+    /// decided on it: the change is decided again. Never reaches a client as such.
+    #[error("the stored state changed concurrently")]
+    Conflict,
     /// A blob a record referenced is gone: a concurrent change released it. Readers
     /// read the state again; it never reaches a client as such.
     #[error("a stored blob is gone (released by a concurrent change)")]
@@ -212,8 +226,13 @@ impl From<Error> for tonic::Status {
                     info(reason::STORAGE_UNAVAILABLE),
                 )
             }
-            e @ Error::BlobMissing => {
-                tracing::error!(error = %e, "a read found a blob gone after retrying");
+            Error::BadImage { reason, message } => Error::invalid("image", reason, message).into(),
+            Error::CropOutOfBounds(message) => {
+                Error::invalid("crop", reason::CROP_OUT_OF_BOUNDS, message).into()
+            }
+            e @ (Error::BlobMissing | Error::Conflict) => {
+                // Both are retried where they arise; reaching here is a bug.
+                tracing::error!(error = %e, "a concurrent change was not retried away");
                 tonic::Status::with_error_details(
                     Code::Internal,
                     "internal error; the incident is logged",

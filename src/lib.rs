@@ -1,9 +1,11 @@
 //! profile-image: a gRPC service that stores, processes and serves users' profile
 //! pictures.
 //!
-//! Layout: `api` (gRPC translation) over `profiles` (domain logic), which uses
-//! `imaging` (decode/orient/crop/resize/encode), `store` (sled), `watch` (change
-//! events), `jobs` (background URL downloads) and `fetch` (the SSRF-safe HTTP client).
+//! Layout: `api` (gRPC translation) over `profiles` (domain logic; `Transitions` owns
+//! every profile change), which uses `imaging` (decode/orient/crop/resize/encode),
+//! `store` (storage traits; `store::local` implements them on sled and files), `watch`
+//! (change events) and `model` (the domain's values). `jobs` runs background URL
+//! downloads through `profiles`, and `fetch` is the SSRF-safe HTTP client.
 
 pub mod api;
 pub mod config;

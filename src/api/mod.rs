@@ -1,7 +1,9 @@
-//! The gRPC layer: thin translation between protobuf and the domain.
+//! The gRPC layer: thin translation between protobuf and the domain. Wire concerns
+//! live here: field paths in errors, upload chunk assembly, encoded-once events.
 
 mod convert;
 mod service;
+mod upload;
 pub mod watch_codec;
 
 pub use service::ProfileImageApi;

@@ -6,28 +6,38 @@ use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::api::convert;
-use crate::api::watch_codec::EncodedWatchEvent;
+use crate::api::upload::UploadBuffer;
+use crate::api::watch_codec::{EncodedEvents, EncodedWatchEvent};
 use crate::error::Error;
+use crate::jobs::Downloads;
 use crate::pb::{self, profile_image_service_server::ProfileImageService};
-use crate::profiles::{ImageRequest, NewImage, ProfileImages};
-use crate::watch::{self, WatchRequest};
+use crate::profiles::{ImageRequest, ProfileImages};
+use crate::watch::{self, Hub, WatchRequest};
 
 pub struct ProfileImageApi {
     profiles: ProfileImages,
-    downloads: Option<crate::jobs::Downloads>,
-    upload_idle_timeout: std::time::Duration,
+    downloads: Downloads,
+    events: Arc<Hub>,
+    encoded: Arc<EncodedEvents>,
+    upload_idle_timeout: Duration,
 }
 
 impl ProfileImageApi {
     pub fn new(
         profiles: ProfileImages,
-        downloads: Option<crate::jobs::Downloads>,
-        upload_idle_timeout: std::time::Duration,
+        downloads: Downloads,
+        events: Arc<Hub>,
+        upload_idle_timeout: Duration,
     ) -> Self {
         ProfileImageApi {
             profiles,
             downloads,
+            events,
+            encoded: Arc::default(),
             upload_idle_timeout,
         }
     }
@@ -82,29 +92,18 @@ impl ProfileImageService for ProfileImageApi {
         let crop = convert::crop(request.crop);
         let expected = convert::expected(request.expected_version);
         let view = match request.source {
-            Some(Source::Image(image)) => {
-                let bytes = image.data.to_vec().into();
-                let image = NewImage {
-                    bytes,
-                    field: "image.data",
-                    crop,
-                    expected,
-                };
-                self.profiles.set_image(&user, image).await?
-            }
+            Some(Source::Image(image)) => self
+                .profiles
+                .set_image(&user, image.data, crop, expected)
+                .await
+                .map_err(convert::image_field("image.data"))?,
             Some(Source::MediaId(media_id)) => {
+                let media_id = convert::required("media_id", &media_id)?;
                 self.profiles
-                    .set_media(&user, &media_id, crop, expected)
+                    .set_media(&user, media_id, crop, expected)
                     .await?
             }
-            Some(Source::Url(url)) => match &self.downloads {
-                Some(downloads) => downloads.start(&user, &url, crop, expected).await?,
-                None => {
-                    return Err(
-                        Error::FailedPrecondition("URL downloads are disabled".into()).into(),
-                    );
-                }
-            },
+            Some(Source::Url(url)) => self.downloads.start(&user, &url, crop, expected).await?,
             None => return Err(Error::missing("source").into()),
         };
         Ok(Response::new(pb::SetProfileImageResponse {
@@ -125,7 +124,9 @@ impl ProfileImageService for ProfileImageApi {
             _ => return Err(Error::missing("metadata").into()),
         };
         let user = convert::user_id(&metadata.user_id)?;
-        let mut buffer = self.profiles.upload_buffer(metadata.size_bytes)?;
+        // Refused (storage-full) up front while the disk is full, before any byte is read.
+        self.profiles.ensure_space()?;
+        let mut buffer = UploadBuffer::new(self.profiles.max_upload_bytes(), metadata.size_bytes)?;
         // Returning early drops the stream: the server stops reading at the first
         // chunk past the limit, or when the client goes quiet (the buffer is freed).
         while let Some(message) = self.next_upload_message(&mut stream).await? {
@@ -142,13 +143,14 @@ impl ProfileImageService for ProfileImageApi {
                 None => {}
             }
         }
-        let image = NewImage {
-            bytes: buffer.finish()?,
-            field: "chunk",
-            crop: convert::crop(metadata.crop),
-            expected: convert::expected(metadata.expected_version),
-        };
-        let view = self.profiles.set_image(&user, image).await?;
+        let bytes = buffer.finish()?;
+        let crop = convert::crop(metadata.crop);
+        let expected = convert::expected(metadata.expected_version);
+        let view = self
+            .profiles
+            .set_image(&user, bytes, crop, expected)
+            .await
+            .map_err(convert::image_field("chunk"))?;
         Ok(Response::new(pb::UploadProfileImageResponse {
             profile_image: Some(convert::profile_image(&view)),
         }))
@@ -188,13 +190,14 @@ impl ProfileImageService for ProfileImageApi {
     ) -> Result<Response<pb::ListMediaResponse>, Status> {
         let request = request.into_inner();
         let user = convert::user_id(&request.user_id)?;
-        let (media, next_page_token) = self
+        let after = convert::page_token(&request.page_token)?;
+        let (media, next) = self
             .profiles
-            .list_media(&user, request.page_size, &request.page_token)
+            .list_media(&user, request.page_size, after)
             .await?;
         Ok(Response::new(pb::ListMediaResponse {
             media: media.into_iter().map(convert::media).collect(),
-            next_page_token,
+            next_page_token: convert::next_page_token(next),
         }))
     }
 
@@ -204,7 +207,8 @@ impl ProfileImageService for ProfileImageApi {
     ) -> Result<Response<pb::DeleteMediaResponse>, Status> {
         let request = request.into_inner();
         let user = convert::user_id(&request.user_id)?;
-        self.profiles.delete_media(&user, &request.media_id).await?;
+        let media_id = convert::required("media_id", &request.media_id)?;
+        self.profiles.delete_media(&user, media_id).await?;
         Ok(Response::new(pb::DeleteMediaResponse {}))
     }
 
@@ -224,8 +228,10 @@ impl ProfileImageService for ProfileImageApi {
             until_complete: request.until_complete,
             after_sequence: (request.after_sequence > 0).then_some(request.after_sequence),
         };
-        let events = watch::watch(self.profiles.clone(), watch_request)?;
-        let stream = events.map(|event| Ok(EncodedWatchEvent::of(&event)));
+        let snapshots = Arc::new(self.profiles.clone());
+        let events = watch::watch(self.events.clone(), snapshots, watch_request).await?;
+        let encoded = self.encoded.clone();
+        let stream = events.map(move |event| Ok(encoded.encode(&event)));
         Ok(Response::new(Box::pin(stream)))
     }
 }

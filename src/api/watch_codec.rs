@@ -1,10 +1,13 @@
 //! WatchStatus responses encoded once per event, not once per watcher.
 //!
 //! A change watched by 10,000 streams would otherwise be converted to a
-//! `WatchStatusResponse` and prost-encoded 10,000 times. The first watcher to send
-//! an event encodes it into the event's `wire` slot; every other watcher sends a
-//! clone of those bytes (a reference count), which [`WatchStatusCodec`] copies into
-//! the gRPC frame as they are. Requests are decoded by prost as usual.
+//! `WatchStatusResponse` and prost-encoded 10,000 times. [`EncodedEvents`] keeps the
+//! encodings of recent events by sequence number: the first watcher to send an event
+//! encodes it, every other one sends a clone of those bytes (a reference count), which
+//! [`WatchStatusCodec`] copies into the gRPC frame as they are. Requests are decoded by
+//! prost as usual.
+
+use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes};
 use prost::Message;
@@ -12,22 +15,54 @@ use tonic::Status;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 
 use crate::api::convert;
+use crate::model::{Event, EventKind};
 use crate::pb;
-use crate::watch::Event;
+
+/// Recent events' encodings kept: enough for every watcher of a burst of changes; a
+/// watcher further behind encodes for itself.
+const SLOTS: usize = 256;
 
 /// One `WatchStatusResponse`, already encoded.
 #[derive(Debug, Clone)]
 pub struct EncodedWatchEvent(Bytes);
 
-impl EncodedWatchEvent {
+/// The encodings of recent events, shared by every watcher of the server.
+pub struct EncodedEvents {
+    /// Slot `sequence % SLOTS` holds that sequence's encoding (or an older one's).
+    slots: Vec<Mutex<Option<(u64, Bytes)>>>,
+}
+
+impl Default for EncodedEvents {
+    fn default() -> Self {
+        EncodedEvents {
+            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+}
+
+impl EncodedEvents {
     /// The event's encoding, made by the first caller and shared with the rest.
-    pub fn of(event: &Event) -> Self {
-        EncodedWatchEvent(
-            event
-                .wire
-                .get_or_init(|| convert::watch_event(event).encode_to_vec().into())
-                .clone(),
-        )
+    /// Snapshots are not shared: each is one watcher's, and one may carry the sequence
+    /// number of a change.
+    pub fn encode(&self, event: &Event) -> EncodedWatchEvent {
+        let encode = || Bytes::from(convert::watch_event(event).encode_to_vec());
+        if event.kind == EventKind::Snapshot {
+            return EncodedWatchEvent(encode());
+        }
+        let slot = &self.slots[(event.sequence % SLOTS as u64) as usize];
+        let Ok(mut slot) = slot.lock() else {
+            return EncodedWatchEvent(encode());
+        };
+        match &*slot {
+            Some((sequence, bytes)) if *sequence == event.sequence => {
+                EncodedWatchEvent(bytes.clone())
+            }
+            _ => {
+                let bytes = encode();
+                *slot = Some((event.sequence, bytes.clone()));
+                EncodedWatchEvent(bytes)
+            }
+        }
     }
 }
 
@@ -65,22 +100,20 @@ impl Encoder for PreEncoded {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::model::UserId;
-    use crate::watch::EventKind;
+
+    fn event(sequence: u64, kind: EventKind) -> Event {
+        let user = UserId::parse("user_id", "alice").expect("user id");
+        Event::new(sequence, kind, Some(user), None)
+    }
 
     #[test]
     fn an_event_is_encoded_once_and_decodes_as_the_response() {
-        let event = Arc::new(Event::new(
-            42,
-            EventKind::Deleted,
-            UserId::parse("user_id", "alice").expect("user id"),
-            None,
-        ));
-        let first = EncodedWatchEvent::of(&event);
-        let second = EncodedWatchEvent::of(&event);
+        let cache = EncodedEvents::default();
+        let deleted = event(42, EventKind::Deleted);
+        let first = cache.encode(&deleted);
+        let second = cache.encode(&deleted);
         assert_eq!(
             first.0.as_ptr(),
             second.0.as_ptr(),
@@ -88,9 +121,29 @@ mod tests {
         );
 
         let decoded = pb::WatchStatusResponse::decode(first.0).expect("decodes");
-        assert_eq!(decoded, convert::watch_event(&event));
+        assert_eq!(decoded, convert::watch_event(&deleted));
         assert_eq!(decoded.sequence, 42);
         assert_eq!(decoded.r#type, pb::EventType::Deleted as i32);
         assert!(decoded.profile_image.is_none());
+    }
+
+    #[test]
+    fn a_snapshot_never_takes_a_changes_encoding() {
+        let cache = EncodedEvents::default();
+        let change = cache.encode(&event(7, EventKind::Set));
+        let snapshot = cache.encode(&event(7, EventKind::Snapshot));
+        let decoded = pb::WatchStatusResponse::decode(snapshot.0.clone()).expect("decodes");
+        assert_eq!(decoded.r#type, pb::EventType::Snapshot as i32);
+        assert_ne!(change.0, snapshot.0);
+    }
+
+    #[test]
+    fn a_newer_event_in_the_same_slot_is_encoded_afresh() {
+        let cache = EncodedEvents::default();
+        let old = cache.encode(&event(1, EventKind::Set));
+        let new = cache.encode(&event(1 + SLOTS as u64, EventKind::Set));
+        let decoded = pb::WatchStatusResponse::decode(new.0.clone()).expect("decodes");
+        assert_eq!(decoded.sequence, 1 + SLOTS as u64);
+        assert_ne!(old.0, new.0);
     }
 }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result, reason};
 use crate::imaging::{self, ImageFormat, ImagingError, Limits, Processed, RenditionSpec};
-use crate::model::CropRequest;
+use crate::model::{Crop, CropRequest};
 
 /// How long a client refused for overload is told to wait before retrying.
 const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -46,21 +47,15 @@ impl Processor {
         }
     }
 
-    /// Decodes, orients, crops and renders `bytes`. `field` names the request field the
-    /// bytes came from, for error reports.
-    pub async fn process(
-        &self,
-        field: &'static str,
-        bytes: Arc<[u8]>,
-        crop: Option<CropRequest>,
-    ) -> Result<Processed> {
+    /// Decodes, orients, crops and renders `bytes`.
+    pub async fn process(&self, bytes: Bytes, crop: Option<CropRequest>) -> Result<Processed> {
         let (limits, spec) = (self.limits.clone(), self.spec.clone());
         let crop = crop.map(|c| (c.x, c.y, c.size));
         let _queued = self.enqueue()?;
         let _timer = super::StageTimer::new("process");
         self.run(move || imaging::process(&bytes, crop, &limits, &spec))
             .await?
-            .map_err(|e| imaging_error(field, e))
+            .map_err(imaging_error)
     }
 
     /// Counts a new image in, or refuses it when every slot is busy and `max_queued`
@@ -84,12 +79,13 @@ impl Processor {
     /// crop: for formats a lossy re-encode of a JPEG rendition would degrade (WebP).
     pub async fn render(
         &self,
-        original: bytes::Bytes,
-        crop: (u32, u32, u32),
+        original: Bytes,
+        crop: Crop,
         edge: u32,
         format: ImageFormat,
     ) -> Result<Vec<u8>> {
         let (limits, quality) = (self.limits.clone(), self.spec.jpeg_quality);
+        let crop = (crop.x, crop.y, crop.size);
         self.run(move || imaging::render(&original, crop, edge, format, &limits, quality))
             .await?
             .map(|rendition| rendition.bytes)
@@ -97,7 +93,7 @@ impl Processor {
     }
 
     /// Re-encodes one of our renditions into another format.
-    pub async fn transcode(&self, rendition: bytes::Bytes, format: ImageFormat) -> Result<Vec<u8>> {
+    pub async fn transcode(&self, rendition: Bytes, format: ImageFormat) -> Result<Vec<u8>> {
         let quality = self.spec.jpeg_quality;
         self.run(move || imaging::transcode(&rendition, format, quality))
             .await?
@@ -131,11 +127,10 @@ impl Processor {
         match tokio::time::timeout(timeout, task).await {
             Ok(done) => done.map_err(|e| {
                 // The imaging code catches decoder panics itself; this is the last line.
-                Error::invalid(
-                    "image",
-                    reason::INVALID_FILE_FORMAT,
-                    format!("the image could not be processed ({e})"),
-                )
+                Error::BadImage {
+                    reason: reason::INVALID_FILE_FORMAT,
+                    message: format!("the image could not be processed ({e})"),
+                }
             }),
             Err(_) => Err(Error::DeadlineExceeded(format!(
                 "processing the image took longer than {} ms",
@@ -154,16 +149,18 @@ impl Drop for QueuedImage {
     }
 }
 
-/// Maps an imaging failure on the bytes of request field `field` to a domain error.
-pub fn imaging_error(field: &str, error: ImagingError) -> Error {
+/// Maps an imaging failure to a domain error.
+fn imaging_error(error: ImagingError) -> Error {
     match error {
-        ImagingError::InvalidFormat(message) => {
-            Error::invalid(field, reason::INVALID_FILE_FORMAT, message)
-        }
-        ImagingError::TooLarge(message) => Error::invalid(field, reason::FILE_TOO_LARGE, message),
-        e @ ImagingError::CropOutOfBounds { .. } => {
-            Error::invalid("crop", reason::CROP_OUT_OF_BOUNDS, e.to_string())
-        }
+        ImagingError::InvalidFormat(message) => Error::BadImage {
+            reason: reason::INVALID_FILE_FORMAT,
+            message,
+        },
+        ImagingError::TooLarge(message) => Error::BadImage {
+            reason: reason::FILE_TOO_LARGE,
+            message,
+        },
+        e @ ImagingError::CropOutOfBounds { .. } => Error::CropOutOfBounds(e.to_string()),
         #[allow(unreachable_patterns)]
         other => Error::internal(other),
     }

@@ -1,13 +1,13 @@
-//! The read path: Get, and the state views that writes and events answer with.
+//! The read path: Get, and the current state that watchers start from.
 
 use bytes::Bytes;
 
 use super::renditions;
-use super::{ImageRequest, ProfileImages, ProfileView, ServedImage, format_from_record, no_image};
+use super::{ImageRequest, ProfileImages, no_image};
 use crate::error::{Error, Result};
-use crate::imaging::ImageFormat;
-use crate::model::{OutputFormat, UserId};
-use crate::store::records::{self, MediaRecord, ProfileRecord, RenditionRecord, STATUS_READY};
+use crate::model::{
+    BlobRef, ImageFormat, Media, OutputFormat, ProfileView, Rendition, ServedImage, Status, UserId,
+};
 
 impl ProfileImages {
     /// Reads the user's profile image, in the size and format asked for.
@@ -23,7 +23,7 @@ impl ProfileImages {
                 Err(Error::BlobMissing) if attempt < ATTEMPTS => attempt += 1,
                 Err(Error::BlobMissing) => {
                     // Changed under every attempt: NOT_FOUND if the image is gone now.
-                    self.state(user)?.ok_or_else(|| no_image(user))?;
+                    self.state(user).await?.ok_or_else(|| no_image(user))?;
                     return Err(Error::Unavailable(format!(
                         "user {user}'s image changed during every read; retry"
                     )));
@@ -34,14 +34,14 @@ impl ProfileImages {
     }
 
     async fn get_once(&self, user: &UserId, request: ImageRequest) -> Result<ProfileView> {
-        let mut view = self.state(user)?.ok_or_else(|| no_image(user))?;
+        let mut view = self.state(user).await?.ok_or_else(|| no_image(user))?;
         let target = renditions::target_edge(
             request.size,
             &self.inner.rendition_sizes,
             self.inner.full_max_edge,
         );
         let image = match &view.media {
-            Some(media) if view.record.status == STATUS_READY => {
+            Some(media) if view.profile.status == Status::Ready => {
                 self.rendition(media, target, request).await?
             }
             _ => self.placeholder(user, target, request).await?,
@@ -52,116 +52,89 @@ impl ProfileImages {
 
     /// The user's current state with the full-size default rendition's metadata, or
     /// None when the user has no image.
-    pub fn state(&self, user: &UserId) -> Result<Option<ProfileView>> {
-        let store = &self.inner.store;
-        let Some(record) = store.profile(user)? else {
-            return Ok(None);
-        };
-        let media = match record.media_id.as_str() {
-            "" => None,
-            id => store.media(id)?,
-        };
-        Ok(Some(self.view(user, record, media)))
-    }
-
-    pub(super) fn view(
-        &self,
-        user: &UserId,
-        record: ProfileRecord,
-        media: Option<MediaRecord>,
-    ) -> ProfileView {
-        let image = media
-            .as_ref()
-            .filter(|_| record.status == STATUS_READY)
-            .and_then(|m| renditions::pick_default(m, self.inner.full_max_edge))
-            .map(ServedImage::from_rendition);
-        ProfileView {
-            user_id: user.clone(),
-            record,
-            media,
-            image,
-        }
+    pub async fn state(&self, user: &UserId) -> Result<Option<ProfileView>> {
+        let state = self.inner.meta.user_state(user).await?;
+        Ok(state
+            .profile
+            .map(|profile| self.inner.transitions.view(user, profile, state.media)))
     }
 
     async fn rendition(
         &self,
-        media: &MediaRecord,
+        media: &Media,
         target: u32,
         request: ImageRequest,
     ) -> Result<ServedImage> {
-        let base = renditions::pick_default(media, target).ok_or_else(|| {
-            Error::internal(format!("media {} has no renditions", media.media_id))
-        })?;
+        let base = *renditions::pick_default(media, target)
+            .ok_or_else(|| Error::internal(format!("media {} has no renditions", media.id)))?;
         let wanted = match request.format {
             OutputFormat::Default => base.format,
-            OutputFormat::Jpeg => records::FORMAT_JPEG,
-            OutputFormat::Png => records::FORMAT_PNG,
-            OutputFormat::Webp => records::FORMAT_WEBP,
+            OutputFormat::Jpeg => ImageFormat::Jpeg,
+            OutputFormat::Png => ImageFormat::Png,
+            OutputFormat::Webp => ImageFormat::Webp,
         };
-        let rendition = match renditions::find(media, base.edge, wanted) {
-            Some(found) => found.clone(),
-            None => self.add_rendition(media, base, wanted).await?,
+        let (rendition, made) = match renditions::find(media, base.edge, wanted) {
+            Some(found) => (*found, None),
+            None => {
+                let (rendition, bytes) = self.add_rendition(media, base, wanted).await?;
+                (rendition, Some(bytes))
+            }
         };
         let mut image = ServedImage::from_rendition(&rendition);
         if !request.metadata_only {
-            image.data = Some(self.inner.store.blobs.read(&rendition.blob)?);
+            image.data = Some(match made {
+                Some(bytes) => bytes,
+                None => self.inner.blobs.get(&rendition.blob).await?,
+            });
         }
         Ok(image)
     }
 
-    /// Makes a rendition in a non-default format from the default one of the same edge
-    /// and keeps it, so the next Get for it is a pure read.
+    /// Makes a rendition in a non-default format for the edge of `base` and keeps it, so
+    /// the next Get for it is a pure read. Not a profile change: the item's version and
+    /// events stay as they are. When storage has no room, the rendition is served
+    /// without being kept (reads go on on a full disk).
     async fn add_rendition(
         &self,
-        media: &MediaRecord,
-        base: &RenditionRecord,
-        format: i32,
-    ) -> Result<RenditionRecord> {
-        let wanted = format_from_record(format);
-        let encoded = if wanted == ImageFormat::Webp {
+        media: &Media,
+        base: Rendition,
+        format: ImageFormat,
+    ) -> Result<(Rendition, Bytes)> {
+        let processor = &self.inner.processor;
+        let encoded = if format == ImageFormat::Webp {
             // Lossy from lossy loses twice: WebP is made from the original's pixels.
-            let original = self.inner.store.blobs.read(&media.original)?;
-            let crop = (media.crop_x, media.crop_y, media.crop_size);
-            self.inner
-                .processor
-                .render(original, crop, base.edge, wanted)
+            let original = self.inner.blobs.get(&media.original).await?;
+            processor
+                .render(original, media.crop, base.edge, format)
                 .await?
         } else {
-            let source = self.inner.store.blobs.read(&base.blob)?;
-            self.inner.processor.transcode(source, wanted).await?
+            let source = self.inner.blobs.get(&base.blob).await?;
+            processor.transcode(source, format).await?
         };
-        let store = self.inner.store.clone();
-        let staged = store
-            .blocking(move |store| store.blobs.stage(&encoded))
-            .await?;
-        let rendition = RenditionRecord {
+        let encoded = Bytes::from(encoded);
+        let rendition = Rendition {
             edge: base.edge,
             format,
-            blob: staged.blob().clone(),
+            blob: BlobRef::of(&encoded),
         };
-        let media_id = media.media_id.clone();
-        let added = rendition.clone();
-        let base = base.clone();
+        let staged = match self.inner.blobs.put(encoded.clone()).await {
+            Ok(staged) => staged,
+            Err(Error::StorageFull(_) | Error::Unavailable(_)) => return Ok((rendition, encoded)),
+            Err(error) => return Err(error),
+        };
         // The media item may have been deleted, replaced or cropped again meanwhile:
         // then the rendition is served once and its blob cleaned up when `staged` drops.
-        self.inner
-            .store
-            .transact(move |tx| {
-                let Some(current) = tx.media(&media_id)? else {
-                    return Ok(());
-                };
-                let same_base = renditions::find(&current, base.edge, base.format)
-                    .is_some_and(|found| found.blob == base.blob);
-                if !same_base || renditions::find(&current, added.edge, added.format).is_some() {
-                    return Ok(());
-                }
-                let mut updated = current.clone();
-                updated.renditions.push(added.clone());
-                tx.replace_media(&current, &updated)
-            })
-            .await?;
+        match self
+            .inner
+            .meta
+            .add_rendition(&media.id, base, rendition)
+            .await
+        {
+            Ok(_) | Err(Error::StorageFull(_) | Error::Unavailable(_)) => {}
+            Err(error) => return Err(error),
+        }
         drop(staged);
-        Ok(rendition)
+        Ok((rendition, encoded))
     }
 
     async fn placeholder(

@@ -1,6 +1,6 @@
 //! Which rendition answers a Get.
 
-use crate::store::records::{MediaRecord, RenditionRecord};
+use crate::model::{ImageFormat, Media, Rendition};
 
 /// The edge a request for `requested` px is served at before capping by the source:
 /// 0 = the full image (`full_max_edge`), otherwise the nearest configured size at or
@@ -19,9 +19,9 @@ pub fn target_edge(requested: u32, sizes: &[u32], full_max_edge: u32) -> u32 {
 
 /// The stored default-format rendition for a target edge: the smallest at or above it,
 /// else the largest there is (the source is smaller than the target: never upscale).
-pub fn pick_default(media: &MediaRecord, target: u32) -> Option<&RenditionRecord> {
+pub fn pick_default(media: &Media, target: u32) -> Option<&Rendition> {
     let default = media.default_format();
-    let mut candidates: Vec<&RenditionRecord> = media
+    let mut candidates: Vec<&Rendition> = media
         .renditions
         .iter()
         .filter(|r| r.format == default)
@@ -35,7 +35,7 @@ pub fn pick_default(media: &MediaRecord, target: u32) -> Option<&RenditionRecord
 }
 
 /// A stored rendition of exactly this edge and format, if one was made.
-pub fn find(media: &MediaRecord, edge: u32, format: i32) -> Option<&RenditionRecord> {
+pub fn find(media: &Media, edge: u32, format: ImageFormat) -> Option<&Rendition> {
     media
         .renditions
         .iter()

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::jobs::Downloads;
 use crate::pb::profile_image_service_server::ProfileImageServiceServer;
 use crate::profiles::ProfileImages;
-use crate::store::{Store, StoreOptions};
+use crate::store::MetadataStore;
+use crate::store::local::{LocalStore, StoreOptions};
 use crate::telemetry;
 use crate::watch::Hub;
 
@@ -47,7 +48,7 @@ pub async fn serve(
     let options = StoreOptions {
         min_free_bytes: config.min_free_bytes,
     };
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, &options))
+    let store = tokio::task::spawn_blocking(move || LocalStore::open_with(&data_dir, &options))
         .await
         .map_err(Error::internal)??;
     let space = store.space();
@@ -57,8 +58,9 @@ pub async fn serve(
         "changes are refused while free space is under the watermark"
     );
     ::metrics::gauge!(telemetry::MIN_FREE_BYTES).set(space.min_free_bytes() as f64);
-    let events = Arc::new(Hub::new(store.clone(), config.watch_retention)?);
-    let profiles = ProfileImages::new(&config, store.clone(), events.clone());
+    let store = Arc::new(store);
+    let events = Arc::new(Hub::new(store.next_id().await?, config.watch_retention));
+    let profiles = ProfileImages::new(&config, store.clone(), store.clone(), events.clone());
     let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone()).await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -83,7 +85,8 @@ pub async fn serve(
 
     let api = ProfileImageApi::new(
         profiles,
-        Some(downloads.clone()),
+        downloads.clone(),
+        events.clone(),
         config.upload_idle_timeout,
     );
     let service = ProfileImageServiceServer::new(api)
@@ -146,7 +149,7 @@ pub async fn serve(
 /// the process), and SERVING again once flushes complete. It touches no storage itself,
 /// so a stalled disk cannot stall it.
 async fn report_store_stalls(
-    store: Store,
+    store: Arc<LocalStore>,
     health: tonic_health::server::HealthReporter,
     stall_timeout: Duration,
     shutdown: CancellationToken,
@@ -187,7 +190,7 @@ async fn report_store_stalls(
 /// Every few seconds: writes the data dir's reserve file again once there is room for
 /// it, and, when metrics are on, reports free space and the data dir's size (a walk of
 /// the blob files, so only then).
-async fn keep_up_store(store: Store, metrics: bool, shutdown: CancellationToken) {
+async fn keep_up_store(store: Arc<LocalStore>, metrics: bool, shutdown: CancellationToken) {
     const PERIOD: Duration = Duration::from_secs(5);
     loop {
         tokio::select! {

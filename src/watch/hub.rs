@@ -10,16 +10,12 @@
 //! all-users feed, never every watcher on the server.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
-
-use bytes::Bytes;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
-use crate::model::{UserId, now_millis};
-use crate::profiles::ProfileView;
-use crate::store::Store;
+use crate::model::{Event, EventKind, ProfileView, UserId};
 
 /// All-users feed capacity: how far a feed watcher may fall behind before it resyncs.
 const FEED_CAPACITY: usize = 1024;
@@ -27,48 +23,6 @@ const FEED_CAPACITY: usize = 1024;
 const USER_CAPACITY: usize = 32;
 /// Subscriptions between two sweeps of unwatched users' channels.
 const SWEEP_EVERY: u64 = 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Snapshot,
-    Set,
-    StatusChanged,
-    Cropped,
-    Deleted,
-}
-
-/// One change of one user's profile image.
-#[derive(Debug)]
-pub struct Event {
-    pub sequence: u64,
-    pub kind: EventKind,
-    pub user_id: UserId,
-    /// The state after the change (metadata only); None when the user has no image.
-    pub state: Option<ProfileView>,
-    pub time_ms: i64,
-    /// The event as sent on the wire, encoded by the API layer for the first watcher
-    /// that sends it and shared by all the others.
-    pub wire: OnceLock<Bytes>,
-}
-
-impl Event {
-    /// An event that happens now.
-    pub fn new(
-        sequence: u64,
-        kind: EventKind,
-        user_id: UserId,
-        state: Option<ProfileView>,
-    ) -> Self {
-        Event {
-            sequence,
-            kind,
-            user_id,
-            state,
-            time_ms: now_millis(),
-            wire: OnceLock::new(),
-        }
-    }
-}
 
 /// What a new watcher starts from.
 pub struct Subscription {
@@ -80,7 +34,6 @@ pub struct Subscription {
 }
 
 pub struct Hub {
-    store: Store,
     retention: usize,
     window: Mutex<Window>,
 }
@@ -99,11 +52,11 @@ struct Window {
 }
 
 impl Hub {
-    pub fn new(store: Store, retention: usize) -> Result<Self> {
-        let start = store.next_id()?;
+    /// A hub whose events get sequence numbers above `start` (taken from the store, so
+    /// they increase across restarts), retaining the last `retention` for resume.
+    pub fn new(start: u64, retention: usize) -> Self {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
-        Ok(Hub {
-            store,
+        Hub {
             retention: retention.max(1),
             window: Mutex::new(Window {
                 feed: Some(feed),
@@ -113,19 +66,23 @@ impl Hub {
                 last_sequence: start,
                 forgotten_through: start,
             }),
-        })
+        }
     }
 
-    /// Publishes a change. Returns the event as sent.
+    /// Publishes a change committed as `sequence` (the store's number for it). Events go
+    /// out in publication order with increasing sequence numbers: a change committed
+    /// earlier but published later than another user's gets the next number instead.
+    /// Returns the event as sent.
     pub fn publish(
         &self,
+        sequence: u64,
         kind: EventKind,
         user_id: &UserId,
         state: Option<ProfileView>,
     ) -> Result<Arc<Event>> {
         let mut window = self.lock()?;
-        let sequence = self.store.next_id()?.max(window.last_sequence + 1);
-        let event = Arc::new(Event::new(sequence, kind, user_id.clone(), state));
+        let sequence = sequence.max(window.last_sequence + 1);
+        let event = Arc::new(Event::new(sequence, kind, Some(user_id.clone()), state));
         window.last_sequence = sequence;
         window.events.push_back(event.clone());
         while window.events.len() > self.retention {
@@ -215,10 +172,8 @@ mod tests {
     use super::*;
     use tokio::sync::broadcast::error::TryRecvError;
 
-    fn hub() -> (Hub, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("data")).expect("store");
-        (Hub::new(store, 100).expect("hub"), dir)
+    fn hub() -> Hub {
+        Hub::new(1000, 100)
     }
 
     fn user(name: &str) -> UserId {
@@ -227,17 +182,17 @@ mod tests {
 
     #[test]
     fn a_change_reaches_its_users_watchers_and_the_feed_only() {
-        let (hub, _dir) = hub();
+        let hub = hub();
         let (alice, bob) = (user("alice"), user("bob"));
         let mut alice_watcher = hub.subscribe(Some(&alice), None).expect("subscribe");
         let mut feed = hub.subscribe(None, None).expect("subscribe");
 
-        let sent = hub.publish(EventKind::Set, &bob, None).expect("publish");
+        let sent = hub.publish(0, EventKind::Set, &bob, None).expect("publish");
         let nothing = alice_watcher.receiver.try_recv();
         assert!(
             matches!(nothing, Err(TryRecvError::Empty)),
             "{:?}",
-            nothing.map(|e| e.user_id.clone())
+            nothing.map(|e| e.user.clone())
         );
         assert_eq!(
             feed.receiver.try_recv().expect("feed").sequence,
@@ -245,10 +200,13 @@ mod tests {
         );
 
         let sent = hub
-            .publish(EventKind::Deleted, &alice, None)
+            .publish(0, EventKind::Deleted, &alice, None)
             .expect("publish");
         let got = alice_watcher.receiver.try_recv().expect("alice's event");
-        assert_eq!((got.sequence, &got.user_id), (sent.sequence, &alice));
+        assert_eq!(
+            (got.sequence, got.user.as_ref()),
+            (sent.sequence, Some(&alice))
+        );
         assert_eq!(
             feed.receiver.try_recv().expect("feed").sequence,
             sent.sequence
@@ -257,13 +215,14 @@ mod tests {
 
     #[test]
     fn unwatched_users_channels_are_dropped() {
-        let (hub, _dir) = hub();
+        let hub = hub();
         let alice = user("alice");
         let watcher = hub.subscribe(Some(&alice), None).expect("subscribe");
         let second = hub.subscribe(Some(&alice), None).expect("subscribe");
         assert_eq!(hub.watched_users(), 1, "one channel per user");
         drop((watcher, second));
-        hub.publish(EventKind::Set, &alice, None).expect("publish");
+        hub.publish(0, EventKind::Set, &alice, None)
+            .expect("publish");
         assert_eq!(hub.watched_users(), 0, "dropped at the next change");
 
         for i in 0..SWEEP_EVERY {
@@ -276,11 +235,13 @@ mod tests {
 
     #[test]
     fn closing_ends_every_live_stream_after_what_was_sent() {
-        let (hub, _dir) = hub();
+        let hub = hub();
         let alice = user("alice");
         let mut watcher = hub.subscribe(Some(&alice), None).expect("subscribe");
         let mut feed = hub.subscribe(None, None).expect("subscribe");
-        let sent = hub.publish(EventKind::Set, &alice, None).expect("publish");
+        let sent = hub
+            .publish(0, EventKind::Set, &alice, None)
+            .expect("publish");
 
         hub.close();
         for receiver in [&mut watcher.receiver, &mut feed.receiver] {
@@ -297,7 +258,7 @@ mod tests {
         let mut later = later.receiver;
         assert!(matches!(later.try_recv(), Err(TryRecvError::Closed)));
         let after = hub
-            .publish(EventKind::Deleted, &alice, None)
+            .publish(0, EventKind::Deleted, &alice, None)
             .expect("publish");
         assert_eq!(
             hub.last_sequence(),
@@ -308,11 +269,13 @@ mod tests {
 
     #[test]
     fn replay_is_atomic_with_the_subscription() {
-        let (hub, _dir) = hub();
+        let hub = hub();
         let alice = user("alice");
-        let first = hub.publish(EventKind::Set, &alice, None).expect("publish");
+        let first = hub
+            .publish(0, EventKind::Set, &alice, None)
+            .expect("publish");
         let second = hub
-            .publish(EventKind::Cropped, &alice, None)
+            .publish(0, EventKind::Cropped, &alice, None)
             .expect("publish");
         let subscription = hub
             .subscribe(Some(&alice), Some(first.sequence))

@@ -7,20 +7,29 @@
 //! delivery costs one wake-up, and a watcher costs only its broadcast receiver.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use async_trait::async_trait;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::Hub;
 use crate::error::Result;
-use crate::model::UserId;
-use crate::profiles::ProfileImages;
-use crate::store::records::{STATUS_FAILED, STATUS_READY};
+use crate::model::{Event, EventKind, ProfileView, UserId};
 use crate::telemetry;
-use crate::watch::{Event, EventKind};
+
+/// Where a watcher's snapshots come from: the current state of a user's profile.
+#[async_trait]
+pub trait Snapshots: Send + Sync + 'static {
+    /// The user's current state; None when the user has no image.
+    async fn snapshot(&self, user: &UserId) -> Result<Option<ProfileView>>;
+}
+
+type PendingSnapshot = Pin<Box<dyn Future<Output = Result<Arc<Event>>> + Send>>;
 
 /// What a watcher asked for.
 #[derive(Debug, Clone)]
@@ -34,24 +43,58 @@ pub struct WatchRequest {
 
 /// Starts watching: subscribes first, then reads the snapshot (or collects the replay),
 /// so that no event falls between the two.
-pub fn watch(profiles: ProfileImages, request: WatchRequest) -> Result<WatchStream> {
-    let subscription = profiles
-        .events()
-        .subscribe(request.user.as_ref(), request.after_sequence)?;
-    let mut stream = WatchStream {
-        initial: VecDeque::new(),
+pub async fn watch(
+    hub: Arc<Hub>,
+    snapshots: Arc<dyn Snapshots>,
+    request: WatchRequest,
+) -> Result<WatchStream> {
+    let subscription = hub.subscribe(request.user.as_ref(), request.after_sequence)?;
+    let initial = match subscription.replay {
+        Some(events) => events.into_iter().filter(|e| wants(&request, e)).collect(),
+        None => {
+            let snapshot = snapshot(
+                snapshots.clone(),
+                request.user.clone(),
+                subscription.last_sequence,
+            );
+            VecDeque::from([snapshot.await?])
+        }
+    };
+    Ok(WatchStream {
+        initial,
         live: BroadcastStream::new(subscription.receiver),
         last_sent: subscription.last_sequence,
         finished: false,
-        profiles,
+        resync: None,
+        hub,
+        snapshots,
         request,
         _counted: OpenWatcher::new(),
-    };
-    stream.initial = match subscription.replay {
-        Some(events) => events.into_iter().filter(|e| stream.wants(e)).collect(),
-        None => VecDeque::from([stream.snapshot(subscription.last_sequence)?]),
-    };
-    Ok(stream)
+    })
+}
+
+fn wants(request: &WatchRequest, event: &Event) -> bool {
+    request
+        .user
+        .as_ref()
+        .is_none_or(|user| event.user.as_ref() == Some(user))
+}
+
+/// The current state as a snapshot event. For the all-users feed, a marker with no
+/// user and no image that says from which sequence on the feed is live.
+fn snapshot(snapshots: Arc<dyn Snapshots>, user: Option<UserId>, sequence: u64) -> PendingSnapshot {
+    Box::pin(async move {
+        let state = match &user {
+            Some(user) => snapshots.snapshot(user).await?,
+            None => None,
+        };
+        Ok(Arc::new(Event::new(
+            sequence,
+            EventKind::Snapshot,
+            user,
+            state,
+        )))
+    })
 }
 
 pub struct WatchStream {
@@ -62,7 +105,10 @@ pub struct WatchStream {
     /// Live events at or below this were already covered by the snapshot or replay.
     last_sent: u64,
     finished: bool,
-    profiles: ProfileImages,
+    /// The snapshot being read after the watcher fell behind.
+    resync: Option<PendingSnapshot>,
+    hub: Arc<Hub>,
+    snapshots: Arc<dyn Snapshots>,
     request: WatchRequest,
     _counted: OpenWatcher,
 }
@@ -84,49 +130,32 @@ impl Drop for OpenWatcher {
 }
 
 impl WatchStream {
-    fn wants(&self, event: &Event) -> bool {
-        self.request
-            .user
-            .as_ref()
-            .is_none_or(|user| *user == event.user_id)
-    }
-
-    /// The current state. For the all-users feed, a marker with no user and no image
-    /// that says from which sequence on the feed is live.
-    fn snapshot(&self, sequence: u64) -> Result<Arc<Event>> {
-        let (user_id, state) = match &self.request.user {
-            Some(user) => (user.clone(), self.profiles.state(user)?),
-            None => (UserId::empty(), None),
-        };
-        Ok(Arc::new(Event::new(
-            sequence,
-            EventKind::Snapshot,
-            user_id,
-            state,
-        )))
-    }
-
     fn completes(&self, event: &Event) -> bool {
-        self.request.until_complete
-            && self.request.user.is_some()
-            && event
-                .state
-                .as_ref()
-                .is_none_or(|view| matches!(view.record.status, STATUS_READY | STATUS_FAILED))
+        self.request.until_complete && self.request.user.is_some() && event.completes()
     }
 
     fn next_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<Arc<Event>>> {
         loop {
+            if let Some(resync) = &mut self.resync {
+                let snapshot = ready!(resync.as_mut().poll(cx));
+                self.resync = None;
+                return Poll::Ready(snapshot.ok());
+            }
             match ready!(Pin::new(&mut self.live).poll_next(cx)) {
                 None => return Poll::Ready(None),
-                Some(Ok(event)) if event.sequence > self.last_sent && self.wants(&event) => {
+                Some(Ok(event))
+                    if event.sequence > self.last_sent && wants(&self.request, &event) =>
+                {
                     return Poll::Ready(Some(event));
                 }
                 Some(Ok(_)) => {}
                 // Fell behind: what was missed is replaced by the current state.
                 Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
-                    let sequence = self.profiles.events().last_sequence();
-                    return Poll::Ready(self.snapshot(sequence).ok());
+                    self.resync = Some(snapshot(
+                        self.snapshots.clone(),
+                        self.request.user.clone(),
+                        self.hub.last_sequence(),
+                    ));
                 }
             }
         }

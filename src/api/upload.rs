@@ -1,6 +1,6 @@
 //! Collects an upload's chunks, enforcing the limits while bytes arrive.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use crate::error::{Error, Result, reason};
 
@@ -59,7 +59,7 @@ impl UploadBuffer {
     }
 
     /// The complete file, once the stream ended.
-    pub fn finish(self) -> Result<Arc<[u8]>> {
+    pub fn finish(self) -> Result<Bytes> {
         if self.bytes.is_empty() {
             return Err(Error::invalid(
                 "chunk",
@@ -79,7 +79,7 @@ impl UploadBuffer {
                 ),
             ));
         }
-        Ok(self.bytes.into())
+        Ok(Bytes::from(self.bytes))
     }
 }
 

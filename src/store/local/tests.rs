@@ -1,7 +1,9 @@
 use std::path::Path;
 
 use super::*;
-use records::{BlobRef, RenditionRecord};
+use crate::model::UserState;
+use crate::store::{Change, MetadataStore};
+use records::{MediaRecord, RenditionRecord};
 
 fn user() -> UserId {
     UserId::parse("user_id", "u").unwrap()
@@ -9,14 +11,14 @@ fn user() -> UserId {
 
 /// Opens the store again; sled's threads may hold the file lock for a moment after the
 /// previous handle is dropped.
-fn reopen(dir: &Path) -> Store {
+fn reopen(dir: &Path) -> LocalStore {
     for _ in 0..100 {
-        if let Ok(store) = Store::open(dir) {
+        if let Ok(store) = LocalStore::open(dir) {
             return store;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Store::open(dir).expect("reopen the store")
+    LocalStore::open(dir).expect("reopen the store")
 }
 
 /// Blob files under the data dir (temporary files excluded).
@@ -41,17 +43,18 @@ fn blob_files(dir: &Path) -> usize {
     count(&dir.join("objects"))
 }
 
-fn media_with(store: &Store, original: &BlobRef, rendition: &BlobRef) -> MediaRecord {
-    let seq = store.next_id().unwrap();
+fn media_with(store: &LocalStore, original: &BlobRef, rendition: &BlobRef) -> MediaRecord {
+    let seq = store.generate_id().unwrap();
     MediaRecord {
         media_id: format!("m{seq}"),
         user_id: "u".into(),
         seq,
-        original: original.clone(),
+        source: records::SOURCE_UPLOAD,
+        original: original.into(),
         renditions: vec![RenditionRecord {
             edge: 64,
             format: records::FORMAT_JPEG,
-            blob: rendition.clone(),
+            blob: rendition.into(),
         }],
         ..Default::default()
     }
@@ -60,7 +63,7 @@ fn media_with(store: &Store, original: &BlobRef, rendition: &BlobRef) -> MediaRe
 #[test]
 fn blobs_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
     let bytes: Vec<u8> = (0..300_017).map(|i| (i % 251) as u8).collect();
     let staged = store.blobs.stage(&bytes).unwrap();
     assert_eq!(
@@ -73,9 +76,9 @@ fn blobs_round_trip() {
 #[test]
 fn a_blob_that_is_gone_reads_as_missing_not_internal() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
     let staged = store.blobs.stage(b"short-lived").unwrap();
-    let blob = staged.blob().clone();
+    let blob = *staged.blob();
     drop(staged);
     store.blobs.wait_for_sweeper();
     assert!(matches!(store.blobs.read(&blob), Err(Error::BlobMissing)));
@@ -84,7 +87,7 @@ fn a_blob_that_is_gone_reads_as_missing_not_internal() {
 #[test]
 fn uncommitted_blobs_are_removed_when_the_request_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
     let staged = store.blobs.stage(b"half-written request").unwrap();
     assert_eq!(blob_files(dir.path()), 1);
     drop(staged);
@@ -95,7 +98,7 @@ fn uncommitted_blobs_are_removed_when_the_request_fails() {
 #[test]
 fn committed_blobs_stay_until_their_last_reference_goes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
     let (original, shared) = (
         store.blobs.stage(b"original").unwrap(),
         store.blobs.stage(b"shared").unwrap(),
@@ -140,7 +143,7 @@ fn blobs_left_by_a_crash_are_swept_at_open() {
     {
         // What a process that died between writing a blob and committing leaves: the
         // pending mark and the file, and no reference.
-        let store = Store::open(dir.path()).unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
         let hash = blake3::hash(b"interrupted");
         store
             .blobs
@@ -180,7 +183,7 @@ fn blobs_an_older_version_kept_in_sled_move_to_files() {
     }
     let store = reopen(dir.path());
     let blob = BlobRef {
-        hash: hash.to_vec(),
+        hash,
         len: bytes.len() as u64,
     };
     store.blobs.wait_for_sweeper();
@@ -191,17 +194,16 @@ fn blobs_an_older_version_kept_in_sled_move_to_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_share_flushes_and_all_become_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
     let writers: Vec<_> = (0..64u64)
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
                 let user = UserId::parse("user_id", &format!("u{i}")).unwrap();
-                store
-                    .transact(move |tx| tx.bump_version(&user).map(|_| ()))
-                    .await
-                    .unwrap();
-                store.durable().await.unwrap();
+                let mut change = Change::on(&user, &UserState::default());
+                change.version = Some(1);
+                // Returns once the change is durable.
+                store.commit(change).await.unwrap();
             })
         })
         .collect();
@@ -213,14 +215,14 @@ async fn concurrent_writers_share_flushes_and_all_become_durable() {
     let store = reopen(dir.path());
     for i in 0..64 {
         let user = UserId::parse("user_id", &format!("u{i}")).unwrap();
-        assert_eq!(store.current_version(&user).unwrap(), 1);
+        assert_eq!(store.user_state(&user).await.unwrap().version, 1);
     }
 }
 
 #[tokio::test]
 async fn media_pages_are_newest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
     let blob = store.blobs.stage(b"x").unwrap();
     let records: Vec<_> = (0..5)
         .map(|_| media_with(&store, blob.blob(), blob.blob()))

@@ -8,7 +8,7 @@ use super::{TxResult, abort, be_u64, decode_opt, user_media_key};
 use crate::model::UserId;
 
 /// The store's trees inside a transaction.
-pub struct Tx<'a> {
+pub(super) struct Tx<'a> {
     pub(super) views: &'a [TransactionalTree],
 }
 
@@ -42,11 +42,11 @@ impl Tx<'_> {
             .map_or(0, |v| be_u64(&v)))
     }
 
-    /// Takes the next version for `user`.
-    pub fn bump_version(&self, user: &UserId) -> TxResult<u64> {
-        let next = self.version(user)? + 1;
-        self.versions().insert(user.as_str(), &next.to_be_bytes())?;
-        Ok(next)
+    /// Records `version` as the user's last one.
+    pub fn set_version(&self, user: &UserId, version: u64) -> TxResult<()> {
+        self.versions()
+            .insert(user.as_str(), &version.to_be_bytes())?;
+        Ok(())
     }
 
     pub fn profile(&self, user: &UserId) -> TxResult<Option<ProfileRecord>> {

@@ -24,12 +24,13 @@ use bytes::Bytes;
 
 use super::cache::BlobCache;
 use crate::error::{Error, Result};
-use crate::store::records::BlobRef;
+use crate::model::BlobRef;
+use crate::store::StagedBlob;
 
 /// The blob files, their metadata trees, and the in-process pins that stop clean-up
 /// from deleting a blob a concurrent request is writing or about to commit.
 #[derive(Clone)]
-pub struct BlobStore {
+pub struct LocalBlobs {
     shared: Arc<Shared>,
     /// Clean-up requests for the sweeper thread (which exits once every sender is gone).
     sweeper: mpsc::Sender<Sweep>,
@@ -54,7 +55,7 @@ enum Sweep {
     Barrier(mpsc::Sender<()>),
 }
 
-impl BlobStore {
+impl LocalBlobs {
     /// Opens the blob directory under `data_dir` and starts the sweeper thread.
     pub(super) fn open(data_dir: &Path, refs: sled::Tree, pending: sled::Tree) -> Result<Self> {
         let shared = Arc::new(Shared {
@@ -70,7 +71,7 @@ impl BlobStore {
             .name("blob-sweeper".into())
             .spawn(move || worker.run_sweeper(&requests))
             .map_err(Error::internal)?;
-        Ok(BlobStore { shared, sweeper })
+        Ok(LocalBlobs { shared, sweeper })
     }
 
     pub(super) fn refs_tree(&self) -> &sled::Tree {
@@ -89,25 +90,25 @@ impl BlobStore {
     /// Writes `bytes` as a blob and pins it until the returned guard drops. Blocking:
     /// call it from a blocking thread.
     pub fn stage(&self, bytes: &[u8]) -> Result<StagedBlob> {
-        let hash = *blake3::hash(bytes).as_bytes();
-        self.shared.pin(hash);
+        let blob = BlobRef::of(bytes);
+        self.shared.pin(blob.hash);
         // From here on, dropping the guard unpins and queues the clean-up.
-        let staged = StagedBlob {
-            blob: BlobRef {
-                hash: hash.to_vec(),
-                len: bytes.len() as u64,
-            },
-            store: self.clone(),
-        };
-        self.shared.pending.insert(hash, &[])?;
-        self.shared.files.write(&hash, bytes)?;
+        let staged = StagedBlob::new(
+            blob,
+            Box::new(Pin {
+                hash: blob.hash,
+                blobs: self.clone(),
+            }),
+        );
+        self.shared.pending.insert(blob.hash, &[])?;
+        self.shared.files.write(&blob.hash, bytes)?;
         Ok(staged)
     }
 
     /// Reads a whole blob. A blob that is gone (deleted by a concurrent change) is
     /// [`Error::BlobMissing`], which readers answer by reading the state again.
     pub fn read(&self, blob: &BlobRef) -> Result<Bytes> {
-        let hash = blob_hash(&blob.hash)?;
+        let hash = blob.hash;
         if let Some(bytes) = self.shared.cache.get(&hash) {
             return Ok(bytes);
         }
@@ -303,11 +304,6 @@ impl BlobFiles {
     }
 }
 
-fn blob_hash(hash: &[u8]) -> Result<[u8; 32]> {
-    hash.try_into()
-        .map_err(|_| Error::internal("malformed blob hash"))
-}
-
 fn io_error(error: std::io::Error) -> Error {
     Error::storage_io(&error, "blob storage")
 }
@@ -326,24 +322,17 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// A blob written but not yet committed. Dropping it unpins it and queues its clean-up
-/// (deleted if no committed record references it) for the sweeper thread.
-pub struct StagedBlob {
-    blob: BlobRef,
-    store: BlobStore,
+/// The pin of a blob written but not yet committed. Dropping it unpins the blob and
+/// queues its clean-up (deleted if no committed record references it) for the sweeper
+/// thread: no I/O in `drop`.
+struct Pin {
+    hash: [u8; 32],
+    blobs: LocalBlobs,
 }
 
-impl StagedBlob {
-    pub fn blob(&self) -> &BlobRef {
-        &self.blob
-    }
-}
-
-impl Drop for StagedBlob {
+impl Drop for Pin {
     fn drop(&mut self) {
-        if let Ok(hash) = <[u8; 32]>::try_from(self.blob.hash.as_slice()) {
-            self.store.shared.unpin(hash);
-            let _ = self.store.sweeper.send(Sweep::One(hash));
-        }
+        self.blobs.shared.unpin(self.hash);
+        let _ = self.blobs.sweeper.send(Sweep::One(self.hash));
     }
 }

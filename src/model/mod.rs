@@ -1,7 +1,19 @@
 //! Domain types shared by the store, the service and the API layer. A value of these
-//! types has been validated: a `UserId` is not any `String`.
+//! types has been validated: a `UserId` is not any `String`, a status is a [`Status`],
+//! not an integer. Mapping to the stored records and to the wire is explicit, in
+//! `store::local::records` and `api::convert`.
+
+mod event;
+mod profile;
 
 use std::fmt;
+
+pub use crate::imaging::ImageFormat;
+pub use event::{Event, EventKind};
+pub use profile::{
+    BlobRef, Crop, DownloadJob, Failure, Media, MediaView, Profile, ProfileView, Rendition,
+    ServedImage, Source, Status, UserState,
+};
 
 use crate::error::{Error, Result, reason};
 
@@ -38,11 +50,6 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The "no particular user" id of all-users feed markers.
-    pub fn empty() -> Self {
-        UserId(String::new())
-    }
 }
 
 impl fmt::Display for UserId {
@@ -67,30 +74,6 @@ pub struct CropRequest {
     pub x: u32,
     pub y: u32,
     pub size: u32,
-}
-
-/// Processing state of a profile image version (mirrors the API's `Status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageStatus {
-    Downloading,
-    Processing,
-    Ready,
-    Failed,
-}
-
-impl ImageStatus {
-    /// Whether a watcher waiting for completion can stop.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, ImageStatus::Ready | ImageStatus::Failed)
-    }
-}
-
-/// Where an image came from (mirrors the API's `Source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageSource {
-    Upload,
-    Url,
-    Media,
 }
 
 /// An optimistic-concurrency precondition: the user's current version must equal it.

@@ -1,0 +1,232 @@
+//! The local store, the default: profile state, media records and download jobs in sled;
+//! image bytes as content-addressed files beside it ([`LocalBlobs`]). Implements both
+//! storage traits ([`super::MetadataStore`] in `metadata.rs`, [`super::BlobStore`]).
+//!
+//! Rules that keep the server alive under concurrent writes:
+//! - every transaction and scan runs on a blocking thread ([`Store::transact`],
+//!   [`Store::list_media`]), never on a runtime worker; point reads stay inline;
+//! - durability is group commit ([`durability`]): a writer waits for a ticket that the
+//!   one flusher thread completes, so sled's flush is never called concurrently;
+//! - a `Drop` never touches storage: staged blobs queue their clean-up for the
+//!   sweeper thread.
+
+mod blobs;
+mod cache;
+mod durability;
+mod metadata;
+mod migrate;
+mod records;
+mod space;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use prost::Message;
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+
+use blobs::LocalBlobs;
+use durability::GroupCommit;
+pub use space::{FreeSpace, Reserve};
+use tx::Tx;
+
+use super::{BlobStore, StagedBlob};
+use crate::error::{Error, Result};
+use crate::model::{BlobRef, UserId};
+
+/// The result type inside a transaction closure.
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+/// Aborts a transaction with a domain error.
+fn abort<T>(error: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+#[derive(Clone)]
+pub struct LocalStore {
+    db: sled::Db,
+    /// user -> ProfileRecord
+    profiles: sled::Tree,
+    /// user -> last version (u64 BE); never removed, so versions are never reused
+    versions: sled::Tree,
+    /// media id -> MediaRecord
+    media: sled::Tree,
+    /// user \0 seq (u64 BE) -> media id
+    user_media: sled::Tree,
+    /// user -> DownloadJob
+    jobs: sled::Tree,
+    blobs: LocalBlobs,
+    commits: Arc<GroupCommit>,
+    space: Arc<FreeSpace>,
+    reserve: Arc<Reserve>,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Changes are refused while the data dir's filesystem has less free space than
+    /// this; None = 256 MiB, or 5% of the filesystem when that is smaller.
+    pub min_free_bytes: Option<u64>,
+}
+
+impl LocalStore {
+    /// Opens (or creates) the store in `dir` with default options. Blocking.
+    pub fn open(dir: &Path) -> Result<LocalStore> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir` and cleans up blobs left by requests that
+    /// were interrupted. Blocking.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<LocalStore> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::storage_io(&e, "create data dir"))?;
+        let reserve = Reserve::of(dir)?;
+        reserve.release();
+        let space = Arc::new(FreeSpace::new(dir, options.min_free_bytes)?);
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            // Only the group-commit flusher flushes: then sled's log is never made
+            // durable ahead of the blob files it references.
+            .flush_every_ms(None)
+            .open()?;
+        let blobs = LocalBlobs::open(
+            dir,
+            db.open_tree("blob_refs")?,
+            db.open_tree("blob_pending")?,
+        )?;
+        migrate::chunks_to_files(&db, &blobs)?;
+        let store = LocalStore {
+            profiles: db.open_tree("profiles")?,
+            versions: db.open_tree("versions")?,
+            media: db.open_tree("media")?,
+            user_media: db.open_tree("user_media")?,
+            jobs: db.open_tree("jobs")?,
+            commits: Arc::new(GroupCommit::start(db.clone(), blobs.root())?),
+            blobs,
+            db,
+            space,
+            reserve: Arc::new(reserve),
+        };
+        let swept = store.blobs.sweep()?;
+        if swept > 0 {
+            tracing::info!(blobs = swept, "removed blobs left by interrupted writes");
+        }
+        store.refill_reserve();
+        Ok(store)
+    }
+
+    /// Waits until every write committed so far is durable. Call before acknowledging
+    /// a write.
+    pub async fn durable(&self) -> Result<()> {
+        self.commits.durable().await
+    }
+
+    /// Writes the data dir's reserve file again if it is missing and there is room
+    /// (see [`Reserve`]). Blocking.
+    pub fn refill_reserve(&self) {
+        self.reserve.refill(&self.space);
+    }
+
+    /// The free-space watermark of the data dir's filesystem.
+    pub fn space(&self) -> &FreeSpace {
+        &self.space
+    }
+
+    /// How long the flush in progress has been running (None between flushes): a
+    /// store whose flush never ends has stopped making progress.
+    pub fn flushing_for(&self) -> Option<Duration> {
+        self.commits.flushing_for()
+    }
+
+    /// A store-wide increasing id (sled keeps it increasing across restarts and crashes).
+    fn generate_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Runs `f` as one atomic transaction over all metadata trees, on the calling thread
+    /// (which must not be a runtime worker). `f` may run more than once (on conflicts),
+    /// so it must not have side effects outside the transaction. The change is not yet
+    /// durable: see [`LocalStore::durable`].
+    fn transact_blocking<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
+        let trees = [
+            self.profiles.clone(),
+            self.versions.clone(),
+            self.media.clone(),
+            self.user_media.clone(),
+            self.jobs.clone(),
+            self.blobs.refs_tree().clone(),
+            self.blobs.pending_tree().clone(),
+        ];
+        Ok(trees.as_slice().transaction(|views| f(&Tx { views }))?)
+    }
+
+    /// Runs blocking storage work on tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    /// Bytes the data dir's sled files and blob files take (apparent sizes).
+    pub fn disk_bytes(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()? + self.blobs.disk_bytes())
+    }
+}
+
+fn user_media_prefix(user: &UserId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(user.as_str().len() + 9);
+    key.extend_from_slice(user.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+fn user_media_key(user: &UserId, seq: u64) -> Vec<u8> {
+    let mut key = user_media_prefix(user);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map_or(0, u64::from_be_bytes)
+}
+
+fn decode_opt<M: Message + Default>(value: Option<sled::IVec>) -> Result<Option<M>> {
+    value
+        .map(|v| M::decode(v.as_ref()).map_err(|e| Error::internal(format!("corrupt record: {e}"))))
+        .transpose()
+}
+
+#[async_trait]
+impl BlobStore for LocalStore {
+    fn ensure_space(&self) -> Result<()> {
+        self.space.check()
+    }
+
+    async fn put(&self, bytes: Bytes) -> Result<StagedBlob> {
+        self.space.check()?;
+        self.blocking(move |store| store.blobs.stage(&bytes)).await
+    }
+
+    async fn put_all(&self, blobs: Vec<Bytes>) -> Result<Vec<StagedBlob>> {
+        self.space.check()?;
+        self.blocking(move |store| blobs.iter().map(|b| store.blobs.stage(b)).collect())
+            .await
+    }
+
+    /// Reads inline: a cache hit or one small file read, cheaper than a hop to the
+    /// blocking pool.
+    async fn get(&self, blob: &BlobRef) -> Result<Bytes> {
+        self.blobs.read(blob)
+    }
+}
