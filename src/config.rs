@@ -305,8 +305,10 @@ mod tests {
         assert_eq!(config.max_upload_bytes, 10 * 1024 * 1024);
     }
 
+    /// Flags and env vars reach `resolve` as one `Overrides` (clap merges them); that an
+    /// env var really reaches the server is tested in tests/server.rs.
     #[test]
-    fn flags_and_env_override_the_file_which_overrides_defaults() {
+    fn overrides_win_over_the_file_which_wins_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
         std::fs::write(
@@ -320,7 +322,7 @@ mod tests {
         };
         let config = Config::resolve(Some(&file), overrides).unwrap();
         assert_eq!(config.max_upload_bytes, 1000, "from the file");
-        assert_eq!(config.jpeg_quality, 90, "the flag wins");
+        assert_eq!(config.jpeg_quality, 90, "the override wins");
         assert_eq!(config.rendition_sizes, [32, 512], "sorted and deduplicated");
         assert_eq!(
             config.fetch_allow_cidrs,

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod origin;
 
 use std::io::{BufRead, BufReader};
@@ -45,9 +46,14 @@ impl Server {
     }
 
     pub async fn start_with(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// Starts a server with these flags and these environment variables set.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
-        let mut server = Self::spawn(&data_dir, args);
+        let mut server = Self::spawn(&data_dir, args, env);
         server._temp = Some(temp);
         server.wait_ready().await;
         server
@@ -55,18 +61,19 @@ impl Server {
 
     /// Starts a server on an existing data dir (restart tests).
     pub async fn start_on(data_dir: &Path, args: &[&str]) -> Server {
-        let mut server = Self::spawn(data_dir, args);
+        let mut server = Self::spawn(data_dir, args, &[]);
         server.wait_ready().await;
         server
     }
 
-    fn spawn(data_dir: &Path, args: &[&str]) -> Server {
+    fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
