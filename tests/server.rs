@@ -240,3 +240,31 @@ async fn a_flag_overrides_the_environment_variable() {
     .await;
     assert_upload_limit_is_200000(&server).await;
 }
+
+#[test]
+fn configuration_errors_are_reported_as_such_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let misspelt = dir.path().join("misspelt.toml");
+    std::fs::write(&misspelt, "max_upload_byte = 1000\n").unwrap();
+    let cases = [
+        (
+            vec!["--jpeg-quality", "0"],
+            "configuration error: jpeg_quality must be 1-100".to_owned(),
+        ),
+        (
+            vec!["--config", missing.to_str().unwrap()],
+            format!("configuration error: cannot read {}", missing.display()),
+        ),
+        (
+            vec!["--config", misspelt.to_str().unwrap()],
+            format!("configuration error: invalid file {}", misspelt.display()),
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = serve_refused(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("internal"), "{args:?}: {stderr}");
+    }
+}

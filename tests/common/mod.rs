@@ -194,6 +194,33 @@ impl Drop for Server {
     }
 }
 
+/// Runs `profile-image serve` with `args` on a fresh data dir and port 0, expecting it
+/// to refuse to start: its exit code and what it printed on stderr.
+pub fn serve_refused(args: &[&str]) -> (Option<i32>, String) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(temp.path().join("data"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start profile-image");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("profile-image serve {args:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
 /// A client on a connection of its own to `url` (for tasks that outlive a borrow of
 /// the server), with room for large messages.
 pub async fn connect(url: String) -> Client {
