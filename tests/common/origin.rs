@@ -61,6 +61,18 @@ impl Origin {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
+    /// Waits (up to 10 s) until a request has reached `path`.
+    pub async fn reached(&self, path: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.hits(path) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request reached {path} in 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// How many requests reached the origin at all.
     pub fn requests(&self) -> usize {
         self.hits.lock().unwrap().values().sum()
