@@ -5,7 +5,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+/// A setting the service cannot run with (an unreadable or invalid config file, a value
+/// out of range). The service does not start; it is the operator's to fix, not a bug.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -182,14 +186,16 @@ pub struct Overrides {
 impl Config {
     /// Resolves the configuration: defaults, then `file` (if any), then `overrides`
     /// (flags and env vars, already merged by clap).
-    pub fn resolve(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Config> {
+    pub fn resolve(
+        file: Option<&std::path::Path>,
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::internal(format!("cannot read config {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
             let from_file: Overrides = toml::from_str(&text)
-                .map_err(|e| Error::internal(format!("invalid config {}: {e}", path.display())))?;
+                .map_err(|e| ConfigError(format!("invalid file {}: {e}", path.display())))?;
             config.apply(from_file);
         }
         config.apply(overrides);
@@ -251,7 +257,7 @@ impl Config {
         );
     }
 
-    fn validate(&mut self) -> Result<()> {
+    fn validate(&mut self) -> Result<(), ConfigError> {
         self.rendition_sizes.retain(|&s| s > 0);
         self.rendition_sizes.sort_unstable();
         self.rendition_sizes.dedup();
@@ -286,7 +292,7 @@ impl Config {
             ),
         ];
         match problems.iter().find(|(bad, _)| *bad) {
-            Some((_, message)) => Err(Error::internal(format!("invalid configuration: {message}"))),
+            Some((_, message)) => Err(ConfigError((*message).to_owned())),
             None => Ok(()),
         }
     }
@@ -305,8 +311,10 @@ mod tests {
         assert_eq!(config.max_upload_bytes, 10 * 1024 * 1024);
     }
 
+    /// Flags and env vars reach `resolve` as one `Overrides` (clap merges them); that an
+    /// env var really reaches the server is tested in tests/server.rs.
     #[test]
-    fn flags_and_env_override_the_file_which_overrides_defaults() {
+    fn overrides_win_over_the_file_which_wins_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
         std::fs::write(
@@ -320,7 +328,7 @@ mod tests {
         };
         let config = Config::resolve(Some(&file), overrides).unwrap();
         assert_eq!(config.max_upload_bytes, 1000, "from the file");
-        assert_eq!(config.jpeg_quality, 90, "the flag wins");
+        assert_eq!(config.jpeg_quality, 90, "the override wins");
         assert_eq!(config.rendition_sizes, [32, 512], "sorted and deduplicated");
         assert_eq!(
             config.fetch_allow_cidrs,
@@ -333,11 +341,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
         std::fs::write(&file, "max_upload_byte = 1000\n").unwrap();
-        assert!(Config::resolve(Some(&file), Overrides::default()).is_err());
+        let error = Config::resolve(Some(&file), Overrides::default()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("configuration error: invalid file "),
+            "{error}"
+        );
         let overrides = Overrides {
             jpeg_quality: Some(0),
             ..Overrides::default()
         };
-        assert!(Config::resolve(None, overrides).is_err());
+        let error = Config::resolve(None, overrides).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "configuration error: jpeg_quality must be 1-100"
+        );
     }
 }

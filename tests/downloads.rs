@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::metrics::{free_port, wait_for_sample};
 use common::origin::Origin;
 use common::*;
 use profile_image::pb::{self, ImageFormat};
@@ -233,19 +234,35 @@ async fn transient_failures_are_retried() {
     assert_eq!(origin.hits("/status/503"), 3);
 }
 
+/// Waits until `count` downloads in all have ended superseded, as the server counts them.
+async fn wait_for_superseded(metrics_port: u16, count: f64) {
+    let labels = [r#"outcome="superseded""#];
+    wait_for_sample(
+        metrics_port,
+        "profile_image_downloads_total",
+        &labels,
+        count,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_newer_set_supersedes_a_running_download() {
     let origin = Origin::start().await;
-    let server = Server::start_with(LOCAL).await;
+    let metrics_port = free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let server = Server::start_with(&[LOCAL, &["--metrics-listen", &metrics]].concat()).await;
     let mut client = server.client().await;
-    set_url(&mut client, "fay", &origin.url("/gate/photos/rocket.jpg"))
+    let gated = "/gate/photos/rocket.jpg";
+    set_url(&mut client, "fay", &origin.url(gated))
         .await
         .unwrap();
+    origin.reached(gated).await;
     let newer = set_inline(&mut client, "fay", corpus_bytes("photos/astronaut.png"))
         .await
         .unwrap();
     origin.open_gate();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_superseded(metrics_port, 1.0).await;
     let current = get(&mut client, "fay", 0, ImageFormat::Unspecified)
         .await
         .unwrap();
@@ -267,11 +284,13 @@ async fn a_newer_set_supersedes_a_running_download() {
     );
 
     // A delete supersedes too.
-    set_url(&mut client, "fay", &origin.url("/slow/photos/rocket.jpg"))
+    let slow = "/slow/photos/rocket.jpg";
+    set_url(&mut client, "fay", &origin.url(slow))
         .await
         .unwrap();
+    origin.reached(slow).await;
     delete_profile(&mut client, "fay").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    wait_for_superseded(metrics_port, 2.0).await;
     assert_no_image(&mut client, "fay").await;
 }
 
@@ -285,12 +304,7 @@ async fn a_download_resumes_after_kill_9() {
         .await
         .unwrap();
     // Wait until the server is blocked on the stalled origin, then crash it.
-    for _ in 0..100 {
-        if origin.hits("/gate/photos/rocket.jpg") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    origin.reached("/gate/photos/rocket.jpg").await;
     server.kill();
     origin.open_gate();
 

@@ -1,208 +1,24 @@
-//! Contract of the outbound fetcher, exercised against a tiny HTTP/1.1 origin on
-//! 127.0.0.1. No test ever connects anywhere but loopback: redirects to other
-//! addresses must be refused before any connection is attempted.
+//! Contract of the outbound fetcher, exercised against the tests' HTTP/1.1 origin on
+//! 127.0.0.1 (tests/common/origin.rs). No test ever connects anywhere but loopback:
+//! redirects to other addresses must be refused before any connection is attempted.
+
+mod common;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use common::corpus_bytes;
+use common::origin::Origin;
 use profile_image::fetch::{
     BlockedRange, FetchConfig, FetchError, Fetcher, InvalidUrl, MAX_URL_LEN, blocked_range,
     check_address, validate_url,
 };
 
-/// The photo the origin serves. Relative to the crate so it works both in the
-/// scratch crate and in /work/main (both have `shared/` as a sibling).
-const ROCKET_JPG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/corpus/photos/rocket.jpg"
-);
-
 /// `max_bytes` used by the size-limit tests; the origin's oversized bodies exceed it.
 const SMALL_LIMIT: u64 = 64 * 1024;
 
-mod origin {
-    //! A deliberately crude HTTP/1.1 server: one request per connection, routes chosen
-    //! by path, so each misbehaviour (stalls, endless bodies, lies) is easy to stage.
-
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::sync::Notify;
-
-    use super::SMALL_LIMIT;
-
-    pub struct Origin {
-        pub port: u16,
-        /// Raw request heads, in arrival order.
-        pub requests: Arc<Mutex<Vec<String>>>,
-        /// Signalled when the client stops accepting the endless body.
-        pub endless_closed: Arc<Notify>,
-    }
-
-    impl Origin {
-        pub fn url(&self, path: &str) -> url::Url {
-            let raw = format!("http://127.0.0.1:{}{path}", self.port);
-            url::Url::parse(&raw).expect("test URL is valid")
-        }
-
-        pub fn request_count(&self) -> usize {
-            self.requests.lock().expect("request log lock").len()
-        }
-    }
-
-    pub async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind origin on loopback");
-        let port = listener.local_addr().expect("origin address").port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let endless_closed = Arc::new(Notify::new());
-        let image = Arc::new(std::fs::read(super::ROCKET_JPG).expect("read rocket.jpg"));
-        let origin = Origin {
-            port,
-            requests: requests.clone(),
-            endless_closed: endless_closed.clone(),
-        };
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let requests = requests.clone();
-                let endless_closed = endless_closed.clone();
-                let image = image.clone();
-                tokio::spawn(async move {
-                    serve(stream, requests, endless_closed, image).await;
-                });
-            }
-        });
-        origin
-    }
-
-    async fn read_head(stream: &mut TcpStream) -> Option<String> {
-        let mut head = Vec::new();
-        let mut buffer = [0u8; 1024];
-        while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-            let read = stream.read(&mut buffer).await.ok()?;
-            if read == 0 || head.len() > 16 * 1024 {
-                return None;
-            }
-            head.extend_from_slice(&buffer[..read]);
-        }
-        String::from_utf8(head).ok()
-    }
-
-    async fn serve(
-        mut stream: TcpStream,
-        requests: Arc<Mutex<Vec<String>>>,
-        endless_closed: Arc<Notify>,
-        image: Arc<Vec<u8>>,
-    ) {
-        let Some(head) = read_head(&mut stream).await else {
-            return;
-        };
-        requests
-            .lock()
-            .expect("request log lock")
-            .push(head.clone());
-        let target = head
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let response_result = match path {
-            "/rocket.jpg" => respond(&mut stream, "200 OK", "image/jpeg", &image).await,
-            "/echo-headers" => respond(&mut stream, "200 OK", "text/plain", head.as_bytes()).await,
-            "/exact-limit" => {
-                let body = vec![0xAB; SMALL_LIMIT as usize];
-                respond(&mut stream, "200 OK", "image/png", &body).await
-            }
-            "/stall-headers" => {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok(())
-            }
-            "/slow-body" => {
-                let head =
-                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n";
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(&[0u8; 100]).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok(())
-            }
-            "/endless" => {
-                endless(&mut stream).await;
-                endless_closed.notify_one();
-                Ok(())
-            }
-            "/declared-too-large" => {
-                // Claims 10 GiB, sends nothing more: only an up-front check fails fast.
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 10737418240\r\n\r\n";
-                let _ = stream.write_all(head.as_bytes()).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok(())
-            }
-            "/undeclared-too-large" => {
-                let head =
-                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n";
-                let _ = stream.write_all(head.as_bytes()).await;
-                stream.write_all(&vec![0u8; SMALL_LIMIT as usize + 1]).await
-            }
-            "/redirect-to" => redirect(&mut stream, query).await,
-            _ => {
-                if let Some(hops) = path.strip_prefix("/redirect/") {
-                    let next = match hops.parse::<u32>() {
-                        Ok(0 | 1) | Err(_) => "/rocket.jpg".to_owned(),
-                        Ok(n) => format!("/redirect/{}", n - 1),
-                    };
-                    redirect(&mut stream, &next).await
-                } else if let Some(code) = path.strip_prefix("/status/") {
-                    let status = match code {
-                        "404" => "404 Not Found",
-                        "408" => "408 Request Timeout",
-                        "429" => "429 Too Many Requests",
-                        "503" => "503 Service Unavailable",
-                        _ => "500 Internal Server Error",
-                    };
-                    respond(&mut stream, status, "text/plain", b"nope").await
-                } else {
-                    respond(&mut stream, "404 Not Found", "text/plain", b"nope").await
-                }
-            }
-        };
-        let _ = response_result;
-    }
-
-    async fn respond(
-        stream: &mut TcpStream,
-        status: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> std::io::Result<()> {
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body).await
-    }
-
-    async fn redirect(stream: &mut TcpStream, location: &str) -> std::io::Result<()> {
-        let head = format!(
-            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await
-    }
-
-    /// Sends a close-delimited body until the client goes away.
-    async fn endless(stream: &mut TcpStream) {
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n";
-        if stream.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        let chunk = [0x5Au8; 8 * 1024];
-        while stream.write_all(&chunk).await.is_ok() {}
-    }
-}
+/// The photo the origin serves.
+const ROCKET: &str = "/image/photos/rocket.jpg";
 
 fn loopback_allowed() -> FetchConfig {
     FetchConfig {
@@ -224,6 +40,11 @@ fn url(raw: &str) -> url::Url {
     url::Url::parse(raw).expect("test URL is valid")
 }
 
+/// The URL of `path` on the origin.
+fn at(origin: &Origin, path: &str) -> url::Url {
+    url(&origin.url(path))
+}
+
 async fn fetch_err(config: FetchConfig, target: &url::Url) -> FetchError {
     match Fetcher::new(config).fetch(target).await {
         Ok(fetched) => panic!("expected an error, got {} bytes", fetched.bytes.len()),
@@ -235,26 +56,26 @@ async fn fetch_err(config: FetchConfig, target: &url::Url) -> FetchError {
 
 #[tokio::test]
 async fn allowlisted_loopback_image_is_downloaded_intact() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let fetched = Fetcher::new(loopback_allowed())
-        .fetch(&origin.url("/rocket.jpg"))
+        .fetch(&at(&origin, ROCKET))
         .await
         .expect("download succeeds");
-    let expected = std::fs::read(ROCKET_JPG).expect("read rocket.jpg");
+    let expected = corpus_bytes("photos/rocket.jpg");
     assert_eq!(fetched.bytes, expected);
     assert_eq!(fetched.content_type.as_deref(), Some("image/jpeg"));
-    assert_eq!(fetched.final_url, origin.url("/rocket.jpg"));
+    assert_eq!(fetched.final_url, at(&origin, ROCKET));
 }
 
 #[tokio::test]
 async fn request_asks_for_images_without_compression_credentials_or_cookies() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let config = FetchConfig {
         user_agent: "profile-image-test/1".to_owned(),
         ..loopback_allowed()
     };
     let fetched = Fetcher::new(config)
-        .fetch(&origin.url("/echo-headers?x=1#fragment"))
+        .fetch(&at(&origin, "/echo-headers?x=1#fragment"))
         .await
         .expect("download succeeds");
     let head = String::from_utf8(fetched.bytes)
@@ -281,7 +102,7 @@ async fn request_asks_for_images_without_compression_credentials_or_cookies() {
 
 #[tokio::test]
 async fn host_header_carries_the_name_not_the_resolved_address() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let target = url(&format!("http://localhost:{}/echo-headers", origin.port));
     let fetched = Fetcher::new(loopback_allowed())
         .fetch(&target)
@@ -298,13 +119,13 @@ async fn host_header_carries_the_name_not_the_resolved_address() {
 
 #[tokio::test]
 async fn body_of_exactly_max_bytes_is_accepted() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let config = FetchConfig {
         max_bytes: SMALL_LIMIT,
         ..loopback_allowed()
     };
     let fetched = Fetcher::new(config)
-        .fetch(&origin.url("/exact-limit"))
+        .fetch(&at(&origin, &format!("/bytes/{SMALL_LIMIT}")))
         .await
         .expect("a body at the limit is fine");
     assert_eq!(fetched.bytes.len() as u64, SMALL_LIMIT);
@@ -314,22 +135,26 @@ async fn body_of_exactly_max_bytes_is_accepted() {
 
 #[tokio::test]
 async fn redirect_chains_up_to_the_limit_are_followed() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let fetcher = Fetcher::new(loopback_allowed());
     for hops in 1..=3 {
         let fetched = fetcher
-            .fetch(&origin.url(&format!("/redirect/{hops}")))
+            .fetch(&at(&origin, &format!("/redirect/{hops}/photos/rocket.jpg")))
             .await
             .unwrap_or_else(|error| panic!("{hops} redirects: {error}"));
-        assert_eq!(fetched.final_url, origin.url("/rocket.jpg"));
+        assert_eq!(fetched.final_url, at(&origin, ROCKET));
         assert_eq!(fetched.content_type.as_deref(), Some("image/jpeg"));
     }
 }
 
 #[tokio::test]
 async fn one_redirect_too_many_is_a_permanent_download_failure() {
-    let origin = origin::start().await;
-    let error = fetch_err(loopback_allowed(), &origin.url("/redirect/4")).await;
+    let origin = Origin::start().await;
+    let error = fetch_err(
+        loopback_allowed(),
+        &at(&origin, "/redirect/4/photos/rocket.jpg"),
+    )
+    .await;
     assert!(
         matches!(error, FetchError::TooManyRedirects { limit: 3 }),
         "{error:?}"
@@ -337,12 +162,12 @@ async fn one_redirect_too_many_is_a_permanent_download_failure() {
     assert_eq!(error.reason(), "download-failed");
     assert!(!error.is_transient());
     // The first request plus three followed redirects; the fourth target is never asked.
-    assert_eq!(origin.request_count(), 4);
+    assert_eq!(origin.requests(), 4);
 }
 
 #[tokio::test]
 async fn redirects_to_blocked_addresses_are_refused_before_connecting() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let targets = [
         (
             "http://169.254.169.254/latest/meta-data/".to_owned(),
@@ -370,7 +195,7 @@ async fn redirects_to_blocked_addresses_are_refused_before_connecting() {
             ..loopback_allowed()
         };
         let started = Instant::now();
-        let error = fetch_err(config, &origin.url(&format!("/redirect-to?{target}"))).await;
+        let error = fetch_err(config, &at(&origin, &format!("/redirect-to/{target}"))).await;
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{target} took too long"
@@ -390,10 +215,10 @@ async fn redirects_to_blocked_addresses_are_refused_before_connecting() {
 
 #[tokio::test]
 async fn redirect_to_a_non_http_scheme_is_refused() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let error = fetch_err(
         loopback_allowed(),
-        &origin.url("/redirect-to?file:///etc/passwd"),
+        &at(&origin, "/redirect-to/file:///etc/passwd"),
     )
     .await;
     assert!(
@@ -411,35 +236,35 @@ async fn redirect_to_a_non_http_scheme_is_refused() {
 
 #[tokio::test]
 async fn loopback_literal_is_blocked_without_allowlist() {
-    let origin = origin::start().await;
-    let error = fetch_err(no_allowlist(), &origin.url("/rocket.jpg")).await;
+    let origin = Origin::start().await;
+    let error = fetch_err(no_allowlist(), &at(&origin, ROCKET)).await;
     assert_eq!(error.reason(), "blocked-destination");
     assert_eq!(
         error.to_string(),
         "destination 127.0.0.1 is a loopback address and not allowed"
     );
-    assert_eq!(origin.request_count(), 0);
+    assert_eq!(origin.requests(), 0);
 }
 
 #[tokio::test]
 async fn localhost_is_blocked_because_it_resolves_to_loopback() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let target = url(&format!("http://localhost:{}/rocket.jpg", origin.port));
     let error = fetch_err(no_allowlist(), &target).await;
     assert_eq!(error.reason(), "blocked-destination", "{error:?}");
-    assert_eq!(origin.request_count(), 0);
+    assert_eq!(origin.requests(), 0);
 }
 
 #[tokio::test]
 async fn ipv4_mapped_loopback_is_blocked() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let target = url(&format!(
         "http://[::ffff:127.0.0.1]:{}/rocket.jpg",
         origin.port
     ));
     let error = fetch_err(no_allowlist(), &target).await;
     assert_eq!(error.reason(), "blocked-destination", "{error:?}");
-    assert_eq!(origin.request_count(), 0);
+    assert_eq!(origin.requests(), 0);
 }
 
 #[tokio::test]
@@ -481,8 +306,8 @@ async fn https_sends_the_hostname_as_sni() {
 
 #[tokio::test]
 async fn not_found_is_a_permanent_failure_with_the_status_in_the_message() {
-    let origin = origin::start().await;
-    let error = fetch_err(loopback_allowed(), &origin.url("/status/404")).await;
+    let origin = Origin::start().await;
+    let error = fetch_err(loopback_allowed(), &at(&origin, "/status/404")).await;
     assert_eq!(error.reason(), "download-failed");
     assert!(!error.is_transient());
     assert_eq!(error.to_string(), "the server answered 404 Not Found");
@@ -490,9 +315,9 @@ async fn not_found_is_a_permanent_failure_with_the_status_in_the_message() {
 
 #[tokio::test]
 async fn server_errors_and_throttling_are_transient() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     for code in ["503", "429", "408"] {
-        let error = fetch_err(loopback_allowed(), &origin.url(&format!("/status/{code}"))).await;
+        let error = fetch_err(loopback_allowed(), &at(&origin, &format!("/status/{code}"))).await;
         assert_eq!(error.reason(), "download-failed", "{code}");
         assert!(error.is_transient(), "{code} should be transient");
         assert!(
@@ -531,9 +356,9 @@ fn short_total_timeout() -> FetchConfig {
 
 #[tokio::test]
 async fn server_stalling_before_headers_times_out() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let started = Instant::now();
-    let error = fetch_err(short_total_timeout(), &origin.url("/stall-headers")).await;
+    let error = fetch_err(short_total_timeout(), &at(&origin, "/stall")).await;
     assert_eq!(error.reason(), "timeout", "{error:?}");
     assert!(error.is_transient());
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -545,9 +370,9 @@ async fn server_stalling_before_headers_times_out() {
 
 #[tokio::test]
 async fn server_stalling_mid_body_times_out() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let started = Instant::now();
-    let error = fetch_err(short_total_timeout(), &origin.url("/slow-body")).await;
+    let error = fetch_err(short_total_timeout(), &at(&origin, "/stall-body")).await;
     assert_eq!(error.reason(), "timeout", "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -563,9 +388,9 @@ fn small_limit() -> FetchConfig {
 
 #[tokio::test]
 async fn declared_content_length_over_the_limit_is_rejected_up_front() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let started = Instant::now();
-    let error = fetch_err(small_limit(), &origin.url("/declared-too-large")).await;
+    let error = fetch_err(small_limit(), &at(&origin, "/declared/10737418240")).await;
     assert_eq!(error.reason(), "file-too-large", "{error:?}");
     assert!(!error.is_transient());
     // The origin never sends a body: only a header check can be this quick.
@@ -578,24 +403,25 @@ async fn declared_content_length_over_the_limit_is_rejected_up_front() {
 
 #[tokio::test]
 async fn undeclared_body_over_the_limit_is_rejected() {
-    let origin = origin::start().await;
-    let error = fetch_err(small_limit(), &origin.url("/undeclared-too-large")).await;
+    let origin = Origin::start().await;
+    let oversized = format!("/unsized/{}", SMALL_LIMIT + 1);
+    let error = fetch_err(small_limit(), &at(&origin, &oversized)).await;
     assert_eq!(error.reason(), "file-too-large", "{error:?}");
 }
 
 #[tokio::test]
 async fn endless_body_is_cut_off_at_the_limit_and_the_connection_dropped() {
-    let origin = origin::start().await;
+    let origin = Origin::start().await;
     let config = FetchConfig {
         // Long enough that only the byte limit can end this download.
         total_timeout: Duration::from_secs(10),
         ..small_limit()
     };
     let started = Instant::now();
-    let error = fetch_err(config, &origin.url("/endless")).await;
+    let error = fetch_err(config, &at(&origin, "/endless")).await;
     assert_eq!(error.reason(), "file-too-large", "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
-    tokio::time::timeout(Duration::from_secs(2), origin.endless_closed.notified())
+    tokio::time::timeout(Duration::from_secs(2), origin.endless_closed())
         .await
         .expect("the origin sees the connection closed");
 }

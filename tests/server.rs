@@ -1,4 +1,5 @@
-//! The process: health, reflection, graceful shutdown, durability across restarts.
+//! The process: configuration, health, reflection, graceful shutdown, durability across
+//! restarts.
 
 mod common;
 
@@ -200,4 +201,70 @@ async fn sigterm_ends_open_streams_and_exits_zero() {
     assert!(ended.is_ok(), "the stream ends when the server shuts down");
     let (_server, code) = exit.await.unwrap();
     assert_eq!(code, Some(0));
+}
+
+/// rocket.jpg (112,525 bytes) fits, astronaut.png (791,555 bytes) does not.
+const UPLOAD_LIMIT: &str = "200000";
+
+/// Asserts the limit in force is [`UPLOAD_LIMIT`]: neither smaller nor the default.
+async fn assert_upload_limit_is_200000(server: &Server) {
+    let mut client = server.client().await;
+    set_inline(&mut client, "fits", corpus_bytes("photos/rocket.jpg"))
+        .await
+        .expect("112,525 bytes are within the limit");
+    let status = set_inline(&mut client, "too-big", corpus_bytes("photos/astronaut.png"))
+        .await
+        .expect_err("791,555 bytes are over the limit");
+    assert_violation(&status, "image.data", "file-too-large");
+}
+
+#[tokio::test]
+async fn an_environment_variable_overrides_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "max_upload_bytes = 1000\n").unwrap();
+    let server = Server::start_with_env(
+        &["--config", file.to_str().unwrap()],
+        &[("PROFILE_IMAGE_MAX_UPLOAD_BYTES", UPLOAD_LIMIT)],
+    )
+    .await;
+    assert_upload_limit_is_200000(&server).await;
+}
+
+#[tokio::test]
+async fn a_flag_overrides_the_environment_variable() {
+    let server = Server::start_with_env(
+        &["--max-upload-bytes", UPLOAD_LIMIT],
+        &[("PROFILE_IMAGE_MAX_UPLOAD_BYTES", "1000")],
+    )
+    .await;
+    assert_upload_limit_is_200000(&server).await;
+}
+
+#[test]
+fn configuration_errors_are_reported_as_such_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let misspelt = dir.path().join("misspelt.toml");
+    std::fs::write(&misspelt, "max_upload_byte = 1000\n").unwrap();
+    let cases = [
+        (
+            vec!["--jpeg-quality", "0"],
+            "configuration error: jpeg_quality must be 1-100".to_owned(),
+        ),
+        (
+            vec!["--config", missing.to_str().unwrap()],
+            format!("configuration error: cannot read {}", missing.display()),
+        ),
+        (
+            vec!["--config", misspelt.to_str().unwrap()],
+            format!("configuration error: invalid file {}", misspelt.display()),
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = serve_refused(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("internal"), "{args:?}: {stderr}");
+    }
 }

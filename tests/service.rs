@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::collections::HashSet;
+
 use common::*;
 use profile_image::pb::{self, ImageFormat};
 use tonic::Code;
@@ -96,7 +98,7 @@ async fn every_format_is_served_and_etags_follow_the_bytes() {
     set_inline(&mut client, "carol", corpus_bytes(ASTRONAUT))
         .await
         .unwrap();
-    let mut etags = Vec::new();
+    let mut etags = HashSet::new();
     for (format, content_type) in [
         (ImageFormat::Jpeg, "image/jpeg"),
         (ImageFormat::Png, "image/png"),
@@ -114,9 +116,8 @@ async fn every_format_is_served_and_etags_follow_the_bytes() {
         let again = get(&mut client, "carol", 128, format).await.unwrap();
         assert_eq!(again.data, got.data, "same rendition, same bytes");
         assert_eq!(again.etag, got.etag);
-        etags.push(got.etag);
+        etags.insert(got.etag);
     }
-    etags.dedup();
     assert_eq!(etags.len(), 3, "different bytes, different etags");
 }
 
@@ -186,6 +187,44 @@ async fn upload_accepts_one_mebibyte_chunks() {
         (uploaded.original_width, uploaded.original_height),
         (4032, 3024)
     );
+}
+
+/// `photo` (a JPEG) padded to exactly `size` bytes with comment segments after SOI.
+fn jpeg_of_size(photo: &[u8], size: usize) -> Vec<u8> {
+    const SEGMENT_MAX: usize = 4 + 65_533; // marker, length, the most a length allows
+    let mut padding = size - photo.len();
+    let mut out = photo[..2].to_vec();
+    while padding > 0 {
+        let mut segment = padding.min(SEGMENT_MAX);
+        if (1..4).contains(&(padding - segment)) {
+            segment -= 4; // leave room for one more segment of at least 4 bytes
+        }
+        let length = u16::try_from(segment - 2).expect("segment length");
+        out.extend_from_slice(&[0xff, 0xfe]);
+        out.extend_from_slice(&length.to_be_bytes());
+        out.resize(out.len() + segment - 4, b' ');
+        padding -= segment;
+    }
+    out.extend_from_slice(&photo[2..]);
+    assert_eq!(out.len(), size);
+    out
+}
+
+#[tokio::test]
+async fn inline_images_follow_a_raised_upload_limit() {
+    // Over the 16 MiB the server accepts in one message by default.
+    const LIMIT: usize = 20 * 1024 * 1024;
+    let server = Server::start_with(&["--max-upload-bytes", &LIMIT.to_string()]).await;
+    let mut client = server.client().await;
+    let photo = corpus_bytes(ROCKET);
+    let set = set_inline(&mut client, "hana", jpeg_of_size(&photo, LIMIT))
+        .await
+        .expect("an inline image of exactly the limit is accepted");
+    assert_eq!(set.status, pb::Status::Ready as i32);
+    let status = set_inline(&mut client, "hana", jpeg_of_size(&photo, LIMIT + 1))
+        .await
+        .expect_err("one byte over the limit");
+    assert_violation(&status, "image.data", "file-too-large");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! WatchStatus: snapshot, ordering, until_complete, the all-users feed, resume, cancel.
+//! WatchStatus: snapshot, ordering, until_complete, the all-users feed, resume, cancel,
+//! and a watcher that stops reading.
 
 mod common;
 
@@ -6,7 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use profile_image::pb;
+use prost::Message;
 use tokio_stream::StreamExt;
+use tonic::transport::Channel;
 
 type Events = tonic::Streaming<pb::WatchStatusResponse>;
 
@@ -208,8 +211,6 @@ async fn cancelled_watchers_do_not_disturb_writers_or_others() {
         let mut dropped = watch(&mut client, "yul", false, 0).await;
         next(&mut dropped).await;
     }
-    // A watcher that never reads does not block writers.
-    let _stuck = watch(&mut client, "yul", false, 0).await;
     for _ in 0..20 {
         set_inline(&mut client, "yul", corpus_bytes("photos/chelsea.png"))
             .await
@@ -218,4 +219,106 @@ async fn cancelled_watchers_do_not_disturb_writers_or_others() {
     for _ in 0..20 {
         assert_eq!(kind(&next(&mut kept).await), pb::EventType::Set);
     }
+}
+
+/// The stuck watcher's HTTP/2 receive windows (stream and connection): the protocol's
+/// initial 65,535 bytes, not the 2 MiB (stream) hyper asks for by default, so that a
+/// few hundred events fill it.
+const STUCK_WINDOW: u32 = 65_535;
+/// Changes made while the watcher is stuck: more than fill its window, the server's
+/// 32 KiB encoding buffer and the 32 events its user's channel holds (counted below).
+const CHANGES_WHILE_STUCK: u64 = 1000;
+
+/// A tiny PNG: cheap to process, so the test spends its time on events.
+fn tiny_png() -> Vec<u8> {
+    let pixels = image::RgbImage::from_pixel(8, 8, image::Rgb([40, 90, 160]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    pixels
+        .write_to(&mut png, image::ImageFormat::Png)
+        .expect("encode PNG");
+    png.into_inner()
+}
+
+#[tokio::test]
+async fn a_watcher_that_stops_reading_holds_up_no_one_and_resyncs_with_a_snapshot() {
+    let server = Server::start().await;
+    let mut writer = server.client().await;
+    let stuck_connection = Channel::from_shared(server.url())
+        .unwrap()
+        .initial_stream_window_size(STUCK_WINDOW)
+        .initial_connection_window_size(STUCK_WINDOW)
+        .connect()
+        .await
+        .unwrap();
+    let mut stuck = watch(&mut Client::new(stuck_connection), "zed", false, 0).await;
+    assert_eq!(kind(&next(&mut stuck).await), pb::EventType::Snapshot);
+    // From here on the stuck watcher reads nothing until every change is made.
+
+    let mut other = watch(&mut server.client().await, "zed", false, 0).await;
+    assert_eq!(kind(&next(&mut other).await), pb::EventType::Snapshot);
+    let other = tokio::spawn(async move {
+        let mut received = Vec::new();
+        for _ in 0..CHANGES_WHILE_STUCK {
+            received.push(next(&mut other).await);
+        }
+        received
+    });
+    let image = tiny_png();
+    let changes = async {
+        let mut last = None;
+        for _ in 0..CHANGES_WHILE_STUCK {
+            last = Some(set_inline(&mut writer, "zed", image.clone()).await.unwrap());
+        }
+        last.expect("at least one change")
+    };
+    let last = tokio::time::timeout(Duration::from_secs(120), changes)
+        .await
+        .expect("every change completes while a watcher is stuck");
+
+    // The other watcher got every change, in order, and never had to resync.
+    let received = other.await.unwrap();
+    let versions: Vec<u64> = received
+        .iter()
+        .map(|e| {
+            assert_eq!(kind(e), pb::EventType::Set, "no resync: {e:?}");
+            e.profile_image.as_ref().expect("state").version
+        })
+        .collect();
+    assert_eq!(versions, (1..=CHANGES_WHILE_STUCK).collect::<Vec<_>>());
+    assert!(received.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    // What the stuck watcher can hold without falling behind: its window, one chunk
+    // the server encoded (tonic yields at 32 KiB) and its user's channel (32 events).
+    let framed = |e: &pb::WatchStatusResponse| e.encoded_len() + 5;
+    let largest = received.iter().map(framed).max().unwrap_or(0);
+    let can_hold = STUCK_WINDOW as usize + 32 * 1024 + 32 * largest;
+    let published: usize = received.iter().map(framed).sum();
+    assert!(
+        published > can_hold,
+        "{published} bytes of events fit in the {can_hold} a stuck watcher holds"
+    );
+
+    // Reading again, the stuck watcher gets what its window held, in order, then a
+    // fresh snapshot of the current state in place of what it missed.
+    let mut held = Vec::new();
+    let snapshot = loop {
+        let event = next(&mut stuck).await;
+        if kind(&event) == pb::EventType::Snapshot {
+            break event;
+        }
+        held.push(event);
+    };
+    assert!(!held.is_empty(), "its window held some events");
+    assert_eq!(held[..], received[..held.len()], "a prefix, in order");
+    assert_eq!(snapshot.sequence, received.last().unwrap().sequence);
+    let state = snapshot.profile_image.expect("the current state");
+    assert_eq!(
+        (state.version, state.status),
+        (last.version, pb::Status::Ready as i32)
+    );
+
+    // And it is live again.
+    let newer = set_inline(&mut writer, "zed", image).await.unwrap();
+    let event = next(&mut stuck).await;
+    assert_eq!(kind(&event), pb::EventType::Set);
+    assert_eq!(event.profile_image.map(|p| p.version), Some(newer.version));
 }

@@ -298,8 +298,8 @@ fn run_pipeline(
         encode::lossy_quality(default_format, spec.jpeg_quality),
     ));
     // Each smaller rendition is resampled from the next larger one: a
-    // fraction of the work of going back to the source, and at these ratios
-    // (~2x per step) Lanczos loses nothing visible.
+    // fraction of the work of going back to the source, at ratios of ~2x per
+    // step with the default sizes (Catmull-Rom, see `Shrinker::shrink`).
     let mut renditions = Vec::with_capacity(edges.len());
     let mut previous = top;
     for &edge in edges.iter().rev() {

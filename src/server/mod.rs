@@ -31,8 +31,23 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Concurrent HTTP/2 streams one connection may carry.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 
-/// Largest gRPC message accepted: an inline image at the default 10 MiB limit, with room.
+/// Largest gRPC message sent, and the least that is accepted whatever the upload limit:
+/// an inline image at the default 10 MiB limit, with room.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Room beside an inline image for the rest of a SetProfileImage request (user id,
+/// content type, crop, version) and its protobuf framing.
+const MESSAGE_HEADROOM_BYTES: usize = 64 * 1024;
+
+/// Largest gRPC message accepted: an inline image up to the configured upload limit must
+/// reach the service, and one a little over it is refused there as `file-too-large` with
+/// a field violation, not by the transport (OUT_OF_RANGE, no details).
+fn max_decoding_message_bytes(max_upload_bytes: u64) -> usize {
+    usize::try_from(max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MESSAGE_HEADROOM_BYTES)
+        .max(MAX_MESSAGE_BYTES)
+}
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then stops accepting,
 /// ends open streams, lets in-flight calls finish, flushes the store and returns.
@@ -90,7 +105,7 @@ pub async fn serve(
         config.upload_idle_timeout,
     );
     let service = ProfileImageServiceServer::new(api)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(max_decoding_message_bytes(config.max_upload_bytes))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let address = listener.local_addr().map_err(Error::internal)?;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod origin;
 
 use std::io::{BufRead, BufReader};
@@ -45,9 +46,14 @@ impl Server {
     }
 
     pub async fn start_with(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// Starts a server with these flags and these environment variables set.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
-        let mut server = Self::spawn(&data_dir, args);
+        let mut server = Self::spawn(&data_dir, args, env);
         server._temp = Some(temp);
         server.wait_ready().await;
         server
@@ -55,18 +61,19 @@ impl Server {
 
     /// Starts a server on an existing data dir (restart tests).
     pub async fn start_on(data_dir: &Path, args: &[&str]) -> Server {
-        let mut server = Self::spawn(data_dir, args);
+        let mut server = Self::spawn(data_dir, args, &[]);
         server.wait_ready().await;
         server
     }
 
-    fn spawn(data_dir: &Path, args: &[&str]) -> Server {
+    fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -185,6 +192,33 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `profile-image serve` with `args` on a fresh data dir and port 0, expecting it
+/// to refuse to start: its exit code and what it printed on stderr.
+pub fn serve_refused(args: &[&str]) -> (Option<i32>, String) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(temp.path().join("data"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start profile-image");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("profile-image serve {args:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
 }
 
 /// A client on a connection of its own to `url` (for tasks that outlive a borrow of

@@ -409,8 +409,8 @@ Global___Media: _TypeAlias = Media  # noqa: Y015
 
 @_typing.final
 class InlineImage(_message.Message):
-    """A small image sent inline in a unary call (up to the upload limit, 10 MiB by default,
-    and the 16 MiB message limit).
+    """A small image sent inline in a unary call, up to the upload limit (10 MiB by default;
+    the server's message size limit follows it).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -339,8 +339,8 @@ export const MediaSchema: GenMessage<Media> = /*@__PURE__*/
   messageDesc(file_profileimage_v1_profile_image, 3);
 
 /**
- * A small image sent inline in a unary call (up to the upload limit, 10 MiB by default,
- * and the 16 MiB message limit).
+ * A small image sent inline in a unary call, up to the upload limit (10 MiB by default;
+ * the server's message size limit follows it).
  *
  * @generated from message profileimage.v1.InlineImage
  */
