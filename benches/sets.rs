@@ -17,6 +17,7 @@
 //! Environment:
 //!   SETS_BENCH_USERS     users (one set each)          [20000]
 //!   SETS_BENCH_WRITERS   concurrent writers            [8]
+//!   SETS_BENCH_SERVER    server binary to run          [this build's profile-image]
 
 #[path = "support/mod.rs"]
 mod support;
@@ -182,8 +183,14 @@ fn photo(seed: u64) -> Vec<u8> {
 }
 
 /// Starts the release binary on a free port; returns it and its address.
+/// The server binary: this build's, or SETS_BENCH_SERVER (to compare two builds).
+fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("SETS_BENCH_SERVER")
+        .map_or_else(|| env!("CARGO_BIN_EXE_profile-image").into(), Into::into)
+}
+
 fn start(data_dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
+    let mut child = Command::new(server_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn,profile_image=info")

@@ -2,11 +2,16 @@
 //! A blob's name is the hash of its bytes, so a file is written once and never changes
 //! meaning; sled keeps only the small metadata (reference counts and the pending set).
 //!
-//! Bytes are written before the metadata that references them is committed. A blob
-//! whose hash is in `pending` may be unreferenced: the sweeper (a background thread,
-//! never a runtime worker and never a `Drop`) deletes pending blobs that no record
-//! references and no request has pinned, so bytes of a request that failed half way
-//! are not leaked. The start-up sweep does the same after a crash.
+//! Bytes are written before the metadata that references them is committed, pinned in
+//! memory until then. The sweeper (a background thread, never a runtime worker and
+//! never a `Drop`) deletes a blob that no record references and no request has pinned:
+//! - when a request's pin is dropped (its commit failed, or it was superseded): that
+//!   blob, checked by a read, with no write on the success path;
+//! - when a commit released the last reference: the commit marks the blob `pending`
+//!   in its transaction, and the sweeper settles the pending set;
+//! - after a crash, files written by requests that never committed (no pending mark was
+//!   written for them, which saves two sled writes per blob on every set): the start-up
+//!   scan of the blob directory, which the sweeper runs in the background.
 //!
 //! Durability: files are written to `objects/tmp` and renamed into place without a
 //! per-file fsync; the group-commit flusher ([`super::durability`]) syncs the whole
@@ -49,6 +54,9 @@ struct Shared {
 enum Sweep {
     /// A staged blob's guard was dropped: settle that blob.
     One([u8; 32]),
+    /// Settle every blob file on disk (after a start: files of requests a crash cut
+    /// off before their commit).
+    Orphans,
     /// References were released: settle every pending blob.
     All,
     /// Answer once every request sent before this one is done (tests, shutdown).
@@ -100,7 +108,6 @@ impl LocalBlobs {
                 blobs: self.clone(),
             }),
         );
-        self.shared.pending.insert(blob.hash, &[])?;
         self.shared.files.write(&blob.hash, bytes)?;
         Ok(staged)
     }
@@ -132,6 +139,11 @@ impl LocalBlobs {
         let _ = self.sweeper.send(Sweep::All);
     }
 
+    /// Asks the sweeper to look at every blob file once (after a start).
+    pub fn request_orphan_scan(&self) {
+        let _ = self.sweeper.send(Sweep::Orphans);
+    }
+
     /// Waits (blocking) until the sweeper has handled every request sent so far.
     pub fn wait_for_sweeper(&self) {
         let (done, finished) = mpsc::channel();
@@ -153,21 +165,31 @@ impl Shared {
             let mut batch = vec![first];
             batch.extend(requests.try_iter());
             let mut barriers = Vec::new();
-            let mut all = false;
+            let (mut all, mut orphans) = (false, false);
             let mut ones = Vec::new();
             for request in batch {
                 match request {
                     Sweep::One(hash) => ones.push(hash),
                     Sweep::All => all = true,
+                    Sweep::Orphans => orphans = true,
                     Sweep::Barrier(done) => barriers.push(done),
                 }
             }
-            let result = if all {
-                self.sweep_pending().map(|_| ())
-            } else {
-                ones.into_iter()
-                    .try_for_each(|hash| self.settle_one(hash).map(|_| ()))
-            };
+            let mut result = ones
+                .into_iter()
+                .try_for_each(|hash| self.settle(hash).map(|_| ()));
+            if all {
+                result = result.and(self.sweep_pending().map(|_| ()));
+            }
+            if orphans {
+                match self.sweep_orphans() {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(blobs = deleted, "removed blobs left by interrupted writes");
+                    }
+                    Err(error) => result = Err(error),
+                }
+            }
             if let Err(error) = result {
                 tracing::warn!(%error, "blob clean-up failed; the next sweep retries it");
             }
@@ -182,14 +204,24 @@ impl Shared {
         for entry in self.pending.iter() {
             let (hash, _) = entry?;
             if let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) {
-                deleted += usize::from(self.settle_one(hash)?);
+                deleted += usize::from(self.settle(hash)?);
+                self.pending.remove(hash)?;
             }
         }
         Ok(deleted)
     }
 
-    /// Deletes one pending blob if nothing references it and nobody pinned it.
-    fn settle_one(&self, hash: [u8; 32]) -> Result<bool> {
+    /// Settles every blob file there is.
+    fn sweep_orphans(&self) -> Result<usize> {
+        let mut deleted = 0;
+        for hash in self.files.hashes() {
+            deleted += usize::from(self.settle(hash)?);
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes one blob if nothing references it and nobody pinned it. Whether it did.
+    fn settle(&self, hash: [u8; 32]) -> Result<bool> {
         // Holding the pin lock while deleting means no request can pin (and so rewrite)
         // this hash half way through the deletion.
         let pins = self
@@ -199,13 +231,12 @@ impl Shared {
         if pins.contains_key(&hash) {
             return Ok(false);
         }
-        let referenced = self.refs.contains_key(hash)?;
-        if !referenced {
-            self.cache.remove(&hash);
-            self.files.remove(&hash)?;
+        if self.refs.contains_key(hash)? {
+            return Ok(false);
         }
-        self.pending.remove(hash)?;
-        Ok(!referenced)
+        self.cache.remove(&hash);
+        self.files.remove(&hash)?;
+        Ok(true)
     }
 
     fn pin(&self, hash: [u8; 32]) {
@@ -286,6 +317,21 @@ impl BlobFiles {
             return Err(io_error(error));
         }
         Ok(())
+    }
+
+    /// The hashes of every blob file (temporary files and stray names skipped).
+    fn hashes(&self) -> impl Iterator<Item = [u8; 32]> {
+        let entries = |dir: &Path| fs::read_dir(dir).into_iter().flatten().flatten();
+        entries(&self.root)
+            .filter(|e| e.file_name() != "tmp")
+            .flat_map(move |outer| entries(&outer.path()).collect::<Vec<_>>())
+            .flat_map(move |inner| entries(&inner.path()).collect::<Vec<_>>())
+            .filter_map(|file| {
+                let name = file.file_name();
+                blake3::Hash::from_hex(name.to_str()?)
+                    .ok()
+                    .map(|h| *h.as_bytes())
+            })
     }
 
     fn read(&self, hash: &[u8; 32]) -> Result<Vec<u8>> {

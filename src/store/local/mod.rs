@@ -116,8 +116,9 @@ impl LocalStore {
         };
         let swept = store.blobs.sweep()?;
         if swept > 0 {
-            tracing::info!(blobs = swept, "removed blobs left by interrupted writes");
+            tracing::info!(blobs = swept, "removed blobs whose last reference went");
         }
+        store.blobs.request_orphan_scan();
         store.refill_reserve();
         Ok(store)
     }

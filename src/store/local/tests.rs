@@ -163,6 +163,36 @@ fn blobs_left_by_a_crash_are_swept_at_open() {
 }
 
 #[test]
+fn files_a_crash_left_before_their_commit_are_swept_after_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let hex;
+    {
+        // What a process that died between writing a blob and committing it leaves
+        // now: the file alone (staging writes no mark).
+        let store = LocalStore::open(dir.path()).unwrap();
+        let kept = store.blobs.stage(b"committed").unwrap();
+        let media = media_with(&store, kept.blob(), kept.blob());
+        store
+            .transact_blocking(|tx| tx.insert_media(&user(), &media))
+            .unwrap();
+        store.db.flush().unwrap();
+        drop(kept);
+        let hash = blake3::hash(b"interrupted");
+        hex = hash.to_hex();
+        let fan_out = dir.path().join("objects").join(&hex[..2]).join(&hex[2..4]);
+        std::fs::create_dir_all(&fan_out).unwrap();
+        std::fs::write(fan_out.join(hex.as_str()), b"interrupted").unwrap();
+        store.blobs.wait_for_sweeper();
+        assert_eq!(blob_files(dir.path()), 2);
+    }
+    let store = reopen(dir.path());
+    store.blobs.wait_for_sweeper();
+    assert_eq!(blob_files(dir.path()), 1, "the committed blob stays");
+    let committed = BlobRef::of(b"committed");
+    assert_eq!(store.blobs.read(&committed).unwrap().as_ref(), b"committed");
+}
+
+#[test]
 fn blobs_an_older_version_kept_in_sled_move_to_files() {
     let dir = tempfile::tempdir().unwrap();
     let bytes: Vec<u8> = (0..200_000).map(|i| (i % 253) as u8).collect();
