@@ -1,4 +1,4 @@
-//! Write coalescing for accepted connections.
+//! Write coalescing for accepted connections (`--coalesce-writes`).
 //!
 //! One profile change wakes every watcher's stream at once. Each stream hands
 //! h2 one small DATA frame and wakes its connection's task, which tokio runs
@@ -7,14 +7,18 @@
 //! change, each paying the whole TCP send (and, on loopback, receive) path.
 //!
 //! [`Coalesced`] copies what h2 writes into its own buffer and holds the flush
-//! for a scheduling round: the hold is released by tokio's `yield_now`
-//! deferral, which wakes deferred tasks once the worker runs out of ready
-//! tasks or at its next maintenance tick (every 61 task polls). If the runtime
-//! still has a backlog of woken tasks waiting in its global queue then (a
-//! fan-out overflows the workers' local queues into it), the hold is renewed
-//! for another round, up to [`MAX_HOLD_ROUNDS`]: those tasks are the other
-//! watchers, about to add their frames. So a fan-out leaves each connection in
-//! a few large writes, while a lone response on a quiet runtime is not delayed.
+//! for a scheduling round: the round ends when tokio wakes the tasks that
+//! `yield_now` deferred, which it does once the worker runs out of ready tasks
+//! or at its next maintenance tick (every 61 task polls), though tokio does not
+//! promise to defer at all. If the runtime still has woken tasks waiting in its
+//! global queue then (a fan-out overflows the workers' local queues into it;
+//! other wake-ups, such as `spawn_blocking` completions, land there too, so it
+//! is only a hint), the hold is renewed for another round, up to
+//! [`MAX_HOLD_ROUNDS`]: those tasks are likely the other watchers, about to add
+//! their frames.
+//!
+//! Whatever the rounds do, a flush is held at most [`MAX_HOLD`] (1 ms) by the
+//! clock: a timer wakes the connection by then and the next poll sends it.
 //!
 //! Only small writes are worth gathering, and only while the runtime has a
 //! backlog. A flush is held only when less than [`SMALL`] bytes are buffered
@@ -35,11 +39,12 @@ use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::runtime::RuntimeMetrics;
+use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Below this, writes are gathered and flushes held; at or above it they go
@@ -50,8 +55,13 @@ const MAX_BUFFERED: usize = 256 * 1024;
 /// Small writes closer together than this are treated as one burst.
 const BURST: Duration = Duration::from_millis(1);
 /// Scheduling rounds (of up to 61 task polls each) a flush is held at most
-/// while the runtime has a backlog: bounds the delay under sustained load.
+/// while the runtime has a backlog.
 const MAX_HOLD_ROUNDS: u32 = 32;
+/// The longest a flush is held, by the clock, however many rounds remain.
+pub(crate) const MAX_HOLD: Duration = Duration::from_millis(1);
+/// tokio's timer wheel fires a timer at the first tick of this length at or
+/// after its deadline.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// A connection whose small writes are gathered per scheduling round.
 pub(crate) struct Coalesced<S> {
@@ -62,14 +72,40 @@ pub(crate) struct Coalesced<S> {
     hold: Option<Hold>,
     /// When gathered small writes last went out; `None` after a large write.
     last_small_write: Option<Instant>,
-    /// The runtime's queues, to see whether woken tasks are still waiting.
-    runtime: Option<RuntimeMetrics>,
+    /// Whether woken tasks are still waiting.
+    queue: GlobalQueue,
 }
 
-/// A held flush: renewed each scheduling round while the runtime has a backlog.
+/// A held flush: renewed each scheduling round while the runtime has a
+/// backlog, and over at its deadline whatever the rounds say.
 struct Hold {
     round: Arc<Round>,
     rounds_left: u32,
+    deadline: Instant,
+    /// Wakes the task by `deadline`, should no round end before.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Hold {
+    fn start(cx: &Context<'_>, renewals: u32) -> Self {
+        let now = Instant::now();
+        Hold {
+            round: Round::start(cx),
+            rounds_left: renewals,
+            deadline: now + MAX_HOLD,
+            // Set one tick early: tokio rounds a timer's deadline up to its next
+            // tick, so one set for `deadline` could fire up to a tick after it.
+            timer: Box::pin(tokio::time::sleep_until(
+                now + MAX_HOLD.saturating_sub(TIMER_TICK),
+            )),
+        }
+    }
+
+    /// Whether the hold's time is up; if not, the task polled with `cx` is woken
+    /// when it is.
+    fn time_is_up(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer.as_mut().poll(cx).is_ready() || Instant::now() >= self.deadline
+    }
 }
 
 /// Ends when the worker has run its ready tasks (or at its maintenance tick).
@@ -120,11 +156,33 @@ impl Wake for Round {
     }
 }
 
-/// Woken tasks waiting in the runtime's global queue.
-fn backlog(runtime: &Option<RuntimeMetrics>) -> usize {
-    runtime
-        .as_ref()
-        .map_or(0, RuntimeMetrics::global_queue_depth)
+/// The runtime's global queue, whose depth hints that woken tasks are waiting.
+enum GlobalQueue {
+    Runtime(RuntimeMetrics),
+    /// Not on a runtime: nothing is ever held.
+    None,
+    /// A backlog that stays whatever runs, for tests.
+    #[cfg(test)]
+    Fixed(usize),
+}
+
+impl GlobalQueue {
+    fn current() -> Self {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => GlobalQueue::Runtime(runtime.metrics()),
+            Err(_) => GlobalQueue::None,
+        }
+    }
+
+    /// Woken tasks waiting in the runtime's global queue.
+    fn depth(&self) -> usize {
+        match self {
+            GlobalQueue::Runtime(metrics) => metrics.global_queue_depth(),
+            GlobalQueue::None => 0,
+            #[cfg(test)]
+            GlobalQueue::Fixed(depth) => *depth,
+        }
+    }
 }
 
 impl<S> Coalesced<S> {
@@ -135,9 +193,7 @@ impl<S> Coalesced<S> {
             sent: 0,
             hold: None,
             last_small_write: None,
-            runtime: tokio::runtime::Handle::try_current()
-                .ok()
-                .map(|runtime| runtime.metrics()),
+            queue: GlobalQueue::current(),
         }
     }
 
@@ -147,34 +203,26 @@ impl<S> Coalesced<S> {
 
     /// Whether the flush may go ahead. The first call starts the hold; the
     /// task is polled again when its round is over, and the hold is renewed
-    /// while the runtime has a backlog, at most `renewals` times.
+    /// while the runtime has a backlog, at most `renewals` times, and until
+    /// [`MAX_HOLD`] has passed at most.
     fn hold_released(&mut self, cx: &mut Context<'_>, renewals: u32) -> bool {
         loop {
-            match &mut self.hold {
-                None => {
-                    let round = Round::start(cx);
-                    // Outside a runtime the round is over at once.
-                    let over = round.is_over();
-                    self.hold = Some(Hold {
-                        round,
-                        rounds_left: renewals,
-                    });
-                    if !over {
-                        return false;
-                    }
-                }
-                Some(hold) if !hold.round.is_over() => {
-                    hold.round.wake_with(cx);
-                    return false;
-                }
-                Some(hold) if hold.rounds_left == 0 || backlog(&self.runtime) == 0 => {
-                    return true;
-                }
-                Some(hold) => {
-                    hold.rounds_left -= 1;
-                    hold.round = Round::start(cx);
-                }
+            let Some(hold) = &mut self.hold else {
+                self.hold = Some(Hold::start(cx, renewals));
+                continue;
+            };
+            if hold.time_is_up(cx) {
+                return true;
             }
+            if !hold.round.is_over() {
+                hold.round.wake_with(cx);
+                return false;
+            }
+            if hold.rounds_left == 0 || self.queue.depth() == 0 {
+                return true;
+            }
+            hold.rounds_left -= 1;
+            hold.round = Round::start(cx);
         }
     }
 }
@@ -241,7 +289,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
             // on a quiet one, holding would only delay this reply. A burst waits out
             // the backlog; the first write after a pause (maybe a reply to the write
             // that started a fan-out) waits one round at most.
-            let renewals = if !small || backlog(&this.runtime) == 0 {
+            let renewals = if !small || this.queue.depth() == 0 {
                 None
             } else if in_burst {
                 Some(MAX_HOLD_ROUNDS)
@@ -381,7 +429,7 @@ mod tests {
     async fn small_flushes_wait_while_the_runtime_has_a_backlog() {
         let mut conn = Coalesced::new(Recorder::default());
         let tasks = backlog_of(8);
-        assert_eq!(backlog(&conn.runtime), 8);
+        assert_eq!(conn.queue.depth(), 8);
 
         conn.write_all(b"frame").await.expect("write");
         let mut cx = Context::from_waker(Waker::noop());
@@ -455,5 +503,75 @@ mod tests {
             Some(0),
             "the burst is over: one round"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_flush_goes_out_within_max_hold_while_rounds_remain() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut conn = Coalesced::new(Recorder::default());
+        conn.queue = GlobalQueue::Fixed(8);
+        // Off tokio's 1 ms timer ticks (the paused clock starts on one), as a real
+        // hold mostly is.
+        tokio::time::advance(MAX_HOLD / 10).await;
+        let held_at = Instant::now();
+        conn.last_small_write = Some(held_at);
+        conn.write_all(b"frame").await.expect("write");
+        assert!(Pin::new(&mut conn).poll_flush(&mut cx).is_pending());
+
+        tokio::time::advance(MAX_HOLD / 2).await;
+        assert!(
+            Pin::new(&mut conn).poll_flush(&mut cx).is_pending(),
+            "the backlog stays, so the hold is renewed"
+        );
+        assert!(conn.hold.as_ref().is_some_and(|h| h.rounds_left > 0));
+        assert!(conn.inner.writes.is_empty());
+
+        tokio::time::advance(MAX_HOLD / 2).await;
+        assert!(Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
+        assert_eq!(conn.inner.writes, vec![b"frame".to_vec()]);
+        assert!(
+            held_at.elapsed() <= MAX_HOLD,
+            "held {:?}",
+            held_at.elapsed()
+        );
+    }
+
+    /// Counts how often the task is woken.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_wakes_a_held_flush_within_max_hold_when_no_round_ends() {
+        let mut conn = Coalesced::new(Recorder::default());
+        conn.queue = GlobalQueue::Fixed(8);
+        tokio::time::advance(MAX_HOLD / 10).await;
+        conn.write_all(b"frame").await.expect("write");
+        let held_at = Instant::now();
+        let mut quiet = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut conn).poll_flush(&mut quiet).is_pending());
+        // A round that never ends: a worker busy with other tasks.
+        let endless = Arc::new(Round {
+            over: AtomicBool::new(false),
+            task: Mutex::new(Waker::noop().clone()),
+        });
+        conn.hold.as_mut().expect("held").round = endless;
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut conn).poll_flush(&mut cx).is_pending());
+
+        tokio::time::advance(MAX_HOLD / 2).await;
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "not yet");
+        tokio::time::advance(MAX_HOLD / 2).await;
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "woken by the timer");
+        assert!(Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
+        assert_eq!(conn.inner.writes, vec![b"frame".to_vec()]);
+        assert!(held_at.elapsed() <= MAX_HOLD);
     }
 }
