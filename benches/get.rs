@@ -22,7 +22,6 @@
 //!   GET_BENCH_ROUNDS             repeat the whole table                       [1]
 //!   GET_BENCH_PHOTO              corpus file uploaded   [camera/Reconyx_HC500_Hyperfire.jpg]
 //!   GET_BENCH_SOCKETS            listener kinds, comma-separated              [nodelay]
-//!   GET_BENCH_COALESCE_WRITES    the service's `coalesce_writes`, true/false  [its default]
 //!
 //! Socket modes: `nodelay` (the default) sets TCP_NODELAY on the listening socket, which
 //! Linux copies to accepted sockets, for the bare server; the service sets it on accepted
@@ -224,7 +223,6 @@ async fn start_pair(
     let temp = tempfile::tempdir().expect("temp dir");
     let config = profile_image::Config {
         data_dir: temp.path().join("data"),
-        coalesce_writes: coalesce_writes(),
         ..Default::default()
     };
     let listener = sockets.listener();
@@ -348,10 +346,8 @@ async fn run() {
 
     println!(
         "{seconds} s measured per row, in {slices} slices alternating service and bare, each after \
-         {warmup} s warm-up; {per_channel} tasks per HTTP/2 channel; {} tokio workers; \
-         service coalesce_writes = {}",
-        tokio::runtime::Handle::current().metrics().num_workers(),
-        coalesce_writes()
+         {warmup} s warm-up; {per_channel} tasks per HTTP/2 channel; {} tokio workers",
+        tokio::runtime::Handle::current().metrics().num_workers()
     );
     for round in 0..rounds {
         if rounds > 1 {
@@ -424,13 +420,6 @@ async fn run() {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
         }
     }
-}
-
-fn coalesce_writes() -> bool {
-    env_or(
-        "GET_BENCH_COALESCE_WRITES",
-        profile_image::Config::default().coalesce_writes,
-    )
 }
 
 fn ms(d: Duration) -> f64 {

@@ -60,9 +60,6 @@ pub struct Config {
     pub upload_idle_timeout: Duration,
     /// Where Prometheus metrics are served (`/metrics`); None = off.
     pub metrics_listen: Option<SocketAddr>,
-    /// Gather small HTTP/2 writes while a fan-out runs, each held at most 1 ms
-    /// (src/server/coalesce.rs); off, every flush goes to the socket at once.
-    pub coalesce_writes: bool,
 }
 
 impl Default for Config {
@@ -93,7 +90,6 @@ impl Default for Config {
             processing_timeout: Duration::from_secs(30),
             upload_idle_timeout: Duration::from_secs(30),
             metrics_listen: None,
-            coalesce_writes: true,
         }
     }
 }
@@ -181,10 +177,6 @@ pub struct Overrides {
     /// Serve Prometheus metrics on this address (path /metrics) [default: off].
     #[arg(long, env = "PROFILE_IMAGE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Gather small HTTP/2 writes while a WatchStatus fan-out runs, holding each at most
-    /// 1 ms: true or false [default: true].
-    #[arg(long, env = "PROFILE_IMAGE_COALESCE_WRITES", value_name = "BOOL")]
-    pub coalesce_writes: Option<bool>,
 }
 
 impl Config {
@@ -257,7 +249,6 @@ impl Config {
             &mut self.upload_idle_timeout,
             o.upload_idle_timeout_ms.map(Duration::from_millis),
         );
-        set(&mut self.coalesce_writes, o.coalesce_writes);
     }
 
     fn validate(&mut self) -> Result<()> {
@@ -335,24 +326,6 @@ mod tests {
             config.fetch_allow_cidrs,
             ["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
         );
-    }
-
-    #[test]
-    fn coalesce_writes_is_on_by_default_and_switched_off_by_the_file_or_a_flag() {
-        assert!(Config::default().coalesce_writes);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("config.toml");
-        std::fs::write(&file, "coalesce_writes = false\n").unwrap();
-        assert!(
-            !Config::resolve(Some(&file), Overrides::default())
-                .unwrap()
-                .coalesce_writes
-        );
-        let flag = Overrides {
-            coalesce_writes: Some(false),
-            ..Overrides::default()
-        };
-        assert!(!Config::resolve(None, flag).unwrap().coalesce_writes);
     }
 
     #[test]

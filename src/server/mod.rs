@@ -1,11 +1,9 @@
 //! Assembles the gRPC server: the service, health, reflection, and graceful shutdown.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -95,7 +93,7 @@ pub async fn serve(
     let address = listener.local_addr().map_err(Error::internal)?;
     tracing::info!("listening on {address}");
     let stopping = shutdown.clone();
-    let router = tonic::transport::Server::builder()
+    let serving = tonic::transport::Server::builder()
         .layer(metrics::GrpcMetricsLayer {
             enabled: config.metrics_listen.is_some(),
         })
@@ -110,26 +108,18 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1()?)
         .add_service(reflection_v1alpha()?)
-        .add_service(service);
-    let stopped = async move {
-        stopping.cancelled().await;
-        tracing::info!("shutting down: no new calls, finishing in-flight ones");
-        events.close();
-        health
-            .set_not_serving::<ProfileImageServiceServer<ProfileImageApi>>()
-            .await;
-        health
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-    };
-    // The connection type differs with coalescing on or off, and so does the future.
-    let serving: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
-        if config.coalesce_writes {
-            let incoming = accept(listener).map(|accepted| accepted.map(Coalesced::new));
-            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
-        } else {
-            Box::pin(router.serve_with_incoming_shutdown(accept(listener), stopped))
-        };
+        .add_service(service)
+        .serve_with_incoming_shutdown(accept(listener), async move {
+            stopping.cancelled().await;
+            tracing::info!("shutting down: no new calls, finishing in-flight ones");
+            events.close();
+            health
+                .set_not_serving::<ProfileImageServiceServer<ProfileImageApi>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        });
     let result = tokio::select! {
         result = serving => result.map_err(Error::internal),
         () = grace_expired(shutdown.clone()) => {
@@ -220,13 +210,16 @@ async fn keep_up_store(store: Store, metrics: bool, shutdown: CancellationToken)
 
 /// Accepted connections with TCP_NODELAY (without it, small responses wait for the
 /// client's delayed ACK, ~40 ms; the builder's `tcp_nodelay` does not apply to an
-/// incoming stream we pass in ourselves); with `--coalesce-writes`, [`Coalesced`]
-/// gathers their small writes during a fan-out instead.
-fn accept(listener: TcpListener) -> TcpIncoming {
+/// incoming stream we pass in ourselves), their small writes gathered per scheduling
+/// round by [`Coalesced`] instead.
+fn accept(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Coalesced<TcpStream>>> {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         // TCP keepalive too, for peers that vanish without a FIN.
         .with_keepalive(Some(Duration::from_secs(60)))
+        .map(|accepted| accepted.map(Coalesced::new))
 }
 
 async fn grace_expired(shutdown: CancellationToken) {
