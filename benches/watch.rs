@@ -20,7 +20,7 @@
 //!                                    compare with         [this build's profile-image]
 //!
 //! The server inherits this process's environment, so its `PROFILE_IMAGE_*` settings
-//! apply too (e.g. PROFILE_IMAGE_COALESCE_WRITES=false).
+//! apply too (e.g. PROFILE_IMAGE_WATCH_RETENTION).
 //!
 //! The measured phase is announced on stderr ("measuring: ..., server pid N"), so a
 //! profiler can be attached to the server for exactly that phase.
@@ -247,11 +247,9 @@ async fn run() {
     let mut server = Server::start();
     println!(
         "server pid {} at {}; {watchers} watchers over {channels} HTTP/2 connections \
-         ({per_channel} streams each); {changes} changes {spacing:?} apart; \
-         PROFILE_IMAGE_COALESCE_WRITES={}",
+         ({per_channel} streams each); {changes} changes {spacing:?} apart",
         server.pid(),
-        server.addr,
-        std::env::var("PROFILE_IMAGE_COALESCE_WRITES").unwrap_or_else(|_| "(unset)".into())
+        server.addr
     );
 
     // The watched user gets an image, and one crop to warm the write path up.
