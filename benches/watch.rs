@@ -19,6 +19,9 @@
 //!   WATCH_BENCH_SERVER               server binary to run, e.g. an older build to
 //!                                    compare with         [this build's profile-image]
 //!
+//! The server inherits this process's environment, so its `PROFILE_IMAGE_*` settings
+//! apply too (e.g. PROFILE_IMAGE_WATCH_RETENTION).
+//!
 //! The measured phase is announced on stderr ("measuring: ..., server pid N"), so a
 //! profiler can be attached to the server for exactly that phase.
 
@@ -138,6 +141,19 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Write-type system calls (`write`, `writev`, `sendmsg`, ...) a process made so far,
+/// from /proc/PID/io.
+fn write_syscalls(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("syscw:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
@@ -365,6 +381,7 @@ async fn run() {
         server.pid()
     );
     let cpu_server_start = cpu_ms(server.pid());
+    let writes_server_start = write_syscalls(server.pid());
     let cpu_self_start = cpu_ms(std::process::id());
     let mut sent = Vec::with_capacity(changes); // (version, sent at, replied at)
     let mut next = Instant::now();
@@ -382,6 +399,7 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let cpu_server = cpu_ms(server.pid()) - cpu_server_start;
+    let writes_server = write_syscalls(server.pid()).saturating_sub(writes_server_start);
     let cpu_self = cpu_ms(std::process::id()) - cpu_self_start;
     let rss_after_changes = server.rss_kib();
     let hwm = proc_status_kib(server.pid(), "VmHWM:");
@@ -477,6 +495,10 @@ async fn run() {
         cpu_server / changes as f64,
         cpu_server * 1e3 / expected as f64,
         cpu_self / changes as f64
+    );
+    println!(
+        "server write system calls during the changes: {:.0} per change",
+        writes_server as f64 / changes as f64
     );
     println!();
     let per = |kib: u64| kib as f64 * 1024.0 / watchers as f64;

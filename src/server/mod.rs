@@ -3,15 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::StreamExt;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-mod coalesce;
 mod metrics;
-
-use coalesce::Coalesced;
 
 use crate::api::ProfileImageApi;
 use crate::config::Config;
@@ -228,16 +224,12 @@ async fn keep_up_store(store: Arc<LocalStore>, metrics: bool, shutdown: Cancella
 
 /// Accepted connections with TCP_NODELAY (without it, small responses wait for the
 /// client's delayed ACK, ~40 ms; the builder's `tcp_nodelay` does not apply to an
-/// incoming stream we pass in ourselves), their small writes gathered per scheduling
-/// round by [`Coalesced`] instead.
-fn accept(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<Coalesced<TcpStream>>> {
+/// incoming stream we pass in ourselves).
+fn accept(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         // TCP keepalive too, for peers that vanish without a FIN.
         .with_keepalive(Some(Duration::from_secs(60)))
-        .map(|accepted| accepted.map(Coalesced::new))
 }
 
 async fn grace_expired(shutdown: CancellationToken) {
