@@ -12,7 +12,7 @@
 #![no_main]
 
 // Everything this target takes from the service crate.
-use profile_image::store::records::{
+use profile_image::store::local::records::{
     BlobRef, DownloadJob, FORMAT_JPEG, FORMAT_PNG, MediaRecord, ProfileRecord, RenditionRecord,
 };
 

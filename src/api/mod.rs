@@ -7,3 +7,4 @@ mod upload;
 pub mod watch_codec;
 
 pub use service::ProfileImageApi;
+pub use upload::{MAX_CHUNK_BYTES, UploadBuffer};

@@ -21,7 +21,10 @@ impl UploadBuffer {
             return Err(too_large("metadata.size_bytes", limit));
         }
         let declared = (declared > 0).then_some(declared);
-        let capacity = declared.unwrap_or(0).min(limit) as usize;
+        // The declared size is the client's word: reserve at most one chunk up front
+        // and grow as bytes really arrive (a client that declares 10 MiB and stalls
+        // must not hold 10 MiB, nor a huge declaration abort the process).
+        let capacity = declared.unwrap_or(0).min(limit).min(MAX_CHUNK_BYTES as u64) as usize;
         Ok(UploadBuffer {
             limit,
             declared,

@@ -15,7 +15,7 @@ mod cache;
 mod durability;
 mod metadata;
 mod migrate;
-mod records;
+pub mod records;
 mod space;
 mod tx;
 
