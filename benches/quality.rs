@@ -10,7 +10,17 @@
 //! - `QUALITY_BENCH_TIMES=1`: also print one timing of `process()` per file with
 //!   JPEG and with WebP renditions
 //! - `QUALITY_BENCH_JPEG_Q`, `QUALITY_BENCH_WEBP_Q`: comma-separated qualities to
-//!   sweep instead of the service's own; prints one summary line per pair.
+//!   sweep instead of the service's own (`QUALITY_BENCH_WEBP_Q` applies one
+//!   quality to every size); prints one summary line per pair.
+//! - `QUALITY_BENCH_ROWS_CSV`: a file to append every row of a sweep to (label
+//!   from `QUALITY_BENCH_LABEL`, then JPEG q, WebP q, file, edge, and bytes and
+//!   SSIM of our JPEG, our WebP from pixels, libvips' JPEG and libvips' WebP),
+//!   for choosing qualities per size or per row.
+//!
+//! The bars are per row: our JPEG no more bytes than libvips' JPEG at an SSIM
+//! no more than 0.002 below it; our WebP at most 0.75 of our JPEG's bytes at an
+//! SSIM no more than 0.005 below it. Each summary line counts the rows that
+//! miss them.
 //!
 //! libvips gets the same upright centred square we crop (`vips autorot` and
 //! `extract_area` into a lossless `.v` file), then `vipsthumbnail --size NxN`
@@ -33,7 +43,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use moxcms::{ColorProfile, Layout, TransformOptions};
 use profile_image::imaging::{
-    ImageFormat, Limits, RenditionSpec, WEBP_QUALITY, process, process_as, transcode_at,
+    ImageFormat, Limits, RenditionSpec, process, process_as, transcode, transcode_at, webp_quality,
 };
 
 #[global_allocator]
@@ -51,6 +61,10 @@ const DEFAULT_FILES: &[&str] = &[
     "photos/hubble_deep_field.jpg",
 ];
 const VIPS_QUALITY: u8 = 80;
+/// The bars (issue 15), per row.
+const JPEG_SSIM_TOLERANCE: f64 = 0.002;
+const WEBP_SSIM_TOLERANCE: f64 = 0.005;
+const WEBP_MAX_BYTES_OF_JPEG: f64 = 0.75;
 
 fn corpus(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -289,13 +303,16 @@ struct Row {
 struct Ours {
     edge: u32,
     jpeg: Vec<u8>,
-    /// What the service serves for WebP: transcoded from the JPEG rendition.
+    /// WebP transcoded from the JPEG rendition (how Get made WebP before
+    /// commit 0d3d865).
     webp: Vec<u8>,
-    /// WebP made from the pixels, as if renditions were encoded as WebP.
+    /// WebP made from the pixels, as Get makes it (`imaging::render`).
     direct_webp: Vec<u8>,
 }
 
-fn ours(bytes: &[u8], edges: &[u32], jpeg_quality: u8, webp_quality: u8) -> Vec<Ours> {
+/// `webp_quality`: one quality for every size, or `None` for the service's
+/// quality per size.
+fn ours(bytes: &[u8], edges: &[u32], jpeg_quality: u8, webp_quality: Option<u8>) -> Vec<Ours> {
     let spec = RenditionSpec {
         sizes: edges.to_vec(),
         full_max_edge: edges.iter().copied().max().unwrap_or(512),
@@ -326,7 +343,11 @@ fn ours(bytes: &[u8], edges: &[u32], jpeg_quality: u8, webp_quality: u8) -> Vec<
             Ours {
                 edge: jpeg.edge,
                 jpeg: jpeg.bytes.clone(),
-                webp: transcode_at(&jpeg.bytes, ImageFormat::Webp, webp_quality).expect("webp"),
+                webp: match webp_quality {
+                    Some(q) => transcode_at(&jpeg.bytes, ImageFormat::Webp, q),
+                    None => transcode(&jpeg.bytes, ImageFormat::Webp, jpeg_quality),
+                }
+                .expect("webp"),
                 direct_webp: direct.bytes.clone(),
             }
         })
@@ -337,7 +358,7 @@ fn measure(
     files: &[String],
     edges: &[u32],
     jpeg_quality: u8,
-    webp_quality: u8,
+    webp_quality: Option<u8>,
     with_vips: bool,
 ) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -394,7 +415,7 @@ fn print_rows(rows: &[Row]) {
     for r in rows {
         println!(
             "| {} | {} | {} | {:.4} | {} | {:.4} | {} | {:.4} | {} | {} | {:.2} | {} | {} |",
-            r.file.rsplit('/').next().unwrap_or(&r.file),
+            short_name(&r.file),
             r.edge,
             r.jpeg.bytes,
             r.jpeg.ssim,
@@ -455,6 +476,85 @@ fn summary(label: &str, rows: &[Row]) {
         );
     }
     println!();
+    bars(rows);
+}
+
+/// The per-row bars: how many rows miss each, and the worst rows.
+fn bars(rows: &[Row]) {
+    let worst = |key: &dyn Fn(&Row) -> Option<f64>, highest: bool, decimals: usize| {
+        rows.iter()
+            .filter_map(|r| key(r).map(|v| (v, r)))
+            .reduce(|a, b| if (b.0 > a.0) == highest { b } else { a })
+            .map(|(v, r)| format!("{v:.decimals$} ({} {})", short_name(&r.file), r.edge))
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let webp_bytes = |r: &Row| Some(ratio(r.direct_webp.bytes, r.jpeg.bytes));
+    let webp_ssim = |r: &Row| Some(r.direct_webp.ssim - r.jpeg.ssim);
+    let missed_webp = rows
+        .iter()
+        .filter(|r| {
+            ratio(r.direct_webp.bytes, r.jpeg.bytes) > WEBP_MAX_BYTES_OF_JPEG
+                || r.direct_webp.ssim - r.jpeg.ssim < -WEBP_SSIM_TOLERANCE
+        })
+        .count();
+    print!(
+        "  bars, {} rows: WebP from pixels misses on {missed_webp} (worst bytes/JPEG {}, worst SSIM {})",
+        rows.len(),
+        worst(&webp_bytes, true, 3),
+        worst(&webp_ssim, false, 4),
+    );
+    if rows.iter().all(|r| r.vips_jpeg.is_some()) {
+        let jpeg_bytes = |r: &Row| r.vips_jpeg.map(|v| ratio(r.jpeg.bytes, v.bytes));
+        let jpeg_ssim = |r: &Row| r.vips_jpeg.map(|v| r.jpeg.ssim - v.ssim);
+        let missed_jpeg = rows
+            .iter()
+            .filter(|r| {
+                r.vips_jpeg.is_some_and(|v| {
+                    r.jpeg.bytes > v.bytes || r.jpeg.ssim - v.ssim < -JPEG_SSIM_TOLERANCE
+                })
+            })
+            .count();
+        print!(
+            "; JPEG misses on {missed_jpeg} (worst bytes/libvips {}, worst SSIM {})",
+            worst(&jpeg_bytes, true, 3),
+            worst(&jpeg_ssim, false, 4),
+        );
+    }
+    println!();
+}
+
+fn short_name(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
+}
+
+/// One line per row of a sweep, appended to `QUALITY_BENCH_ROWS_CSV`.
+fn append_csv(path: &str, rows: &[Row], jpeg_quality: u8, webp_quality: u8) {
+    use std::io::Write;
+    let label = std::env::var("QUALITY_BENCH_LABEL").unwrap_or_default();
+    let mut out = String::new();
+    for r in rows {
+        let [vips_jpeg, vips_webp] =
+            [r.vips_jpeg, r.vips_webp].map(|s| s.map_or((0, 0.0), |s| (s.bytes, s.ssim)));
+        out += &format!(
+            "{label},{jpeg_quality},{webp_quality},{},{},{},{:.6},{},{:.6},{},{:.6},{},{:.6}\n",
+            r.file,
+            r.edge,
+            r.jpeg.bytes,
+            r.jpeg.ssim,
+            r.direct_webp.bytes,
+            r.direct_webp.ssim,
+            vips_jpeg.0,
+            vips_jpeg.1,
+            vips_webp.0,
+            vips_webp.1,
+        );
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
 }
 
 fn main() {
@@ -472,8 +572,12 @@ fn main() {
     if sweep_jpeg.is_some() || sweep_webp.is_some() {
         // libvips does not change between sweep points: measured once.
         let mut vips_rows: Option<Vec<Row>> = None;
+        let webp_qualities: Vec<Option<u8>> = match &sweep_webp {
+            Some(qualities) => qualities.iter().copied().map(Some).collect(),
+            None => vec![None],
+        };
         for &jq in sweep_jpeg.as_deref().unwrap_or(&[service_jpeg]) {
-            for &wq in sweep_webp.as_deref().unwrap_or(&[WEBP_QUALITY]) {
+            for &wq in &webp_qualities {
                 let mut rows = measure(&files, &edges, jq, wq, with_vips && vips_rows.is_none());
                 match &vips_rows {
                     None => {
@@ -493,20 +597,29 @@ fn main() {
                         }
                     }
                 }
-                summary(&format!("JPEG q{jq}, WebP q{wq}"), &rows);
+                let webp_label = wq.map_or("by size".to_owned(), |q| format!("q{q}"));
+                summary(&format!("JPEG q{jq}, WebP {webp_label}"), &rows);
+                if let Ok(path) = std::env::var("QUALITY_BENCH_ROWS_CSV") {
+                    append_csv(&path, &rows, jq, wq.unwrap_or(0));
+                }
             }
         }
         return;
     }
+    let by_size: Vec<String> = edges
+        .iter()
+        .map(|&e| format!("{e}: q{}", webp_quality(e)))
+        .collect();
     println!(
-        "files {files:?}, edges {edges:?}; our JPEG q{service_jpeg}, our WebP q{WEBP_QUALITY}; libvips {}",
+        "files {files:?}, edges {edges:?}; our JPEG q{service_jpeg}, our WebP by size ({}); libvips {}",
+        by_size.join(", "),
         if with_vips {
             "JPEG q80 and WebP q80"
         } else {
             "absent"
         }
     );
-    let rows = measure(&files, &edges, service_jpeg, WEBP_QUALITY, with_vips);
+    let rows = measure(&files, &edges, service_jpeg, None, with_vips);
     print_rows(&rows);
     summary("all rows", &rows);
     for &edge in &edges {

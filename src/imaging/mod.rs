@@ -28,7 +28,7 @@ mod sniff;
 mod turbo;
 
 pub use crop::CropRect;
-pub use encode::{WEBP_QUALITY, transcode, transcode_at};
+pub use encode::{transcode, transcode_at, webp_quality};
 pub use error::ImagingError;
 pub use placeholder::placeholder;
 pub use sniff::sniff;
@@ -211,16 +211,18 @@ pub fn process(
     guarded(|| run_pipeline(bytes, format, crop, limits, spec, None))
 }
 
-/// `process`, with every rendition in `output` at lossy quality `quality`
-/// instead of the default format; for `render` and for measurements such as
-/// `benches/quality.rs` (WebP straight from the pixels).
+/// `process`, with every rendition in `output` instead of the default format,
+/// at lossy quality `quality`, or with `None` at the service's quality for
+/// each rendition's format and size (`webp_quality`, `spec.jpeg_quality`); for
+/// `render` and for measurements such as `benches/quality.rs` (WebP straight
+/// from the pixels).
 pub fn process_as(
     bytes: &[u8],
     crop: Option<(u32, u32, u32)>,
     limits: &Limits,
     spec: &RenditionSpec,
     output: ImageFormat,
-    quality: u8,
+    quality: Option<u8>,
 ) -> Result<Processed, ImagingError> {
     let format = check_input_size(bytes, limits)?;
     guarded(|| run_pipeline(bytes, format, crop, limits, spec, Some((output, quality))))
@@ -229,7 +231,7 @@ pub fn process_as(
 /// One rendition, `edge` px (capped at the crop) in `format`, made from the
 /// original upload with the crop (`x`, `y`, `size` in upright pixels) its
 /// media item was made with. For the formats not made at upload time: WebP
-/// made this way is ~32% smaller than our JPEG at a higher mean SSIM, while
+/// made this way is 26% smaller than our JPEG at a higher mean SSIM, while
 /// WebP transcoded from the stored JPEG rendition carries that JPEG's loss
 /// too and ends up ~0.02 SSIM below it (BENCHMARKS.md, "Bytes per picture").
 pub fn render(
@@ -245,8 +247,7 @@ pub fn render(
         full_max_edge: edge,
         jpeg_quality,
     };
-    let quality = encode::lossy_quality(format, jpeg_quality);
-    let processed = process_as(original, Some(crop), limits, &spec, format, quality)?;
+    let processed = process_as(original, Some(crop), limits, &spec, format, None)?;
     processed
         .renditions
         .into_iter()
@@ -260,7 +261,7 @@ fn run_pipeline(
     crop: Option<(u32, u32, u32)>,
     limits: &Limits,
     spec: &RenditionSpec,
-    output: Option<(ImageFormat, u8)>,
+    output: Option<(ImageFormat, Option<u8>)>,
 ) -> Result<Processed, ImagingError> {
     let header = header::read(bytes, format, limits)?;
     let (width, height) =
@@ -293,10 +294,7 @@ fn run_pipeline(
     } else {
         ImageFormat::Jpeg
     };
-    let (output, quality) = output.unwrap_or((
-        default_format,
-        encode::lossy_quality(default_format, spec.jpeg_quality),
-    ));
+    let (output, fixed_quality) = output.unwrap_or((default_format, None));
     // Each smaller rendition is resampled from the next larger one: a
     // fraction of the work of going back to the source, at ratios of ~2x per
     // step with the default sizes (Catmull-Rom, see `Shrinker::shrink`).
@@ -306,6 +304,8 @@ fn run_pipeline(
         if edge != previous.width {
             previous = shrinker.shrink(&previous, SourceSquare::whole(&previous), edge)?;
         }
+        let quality =
+            fixed_quality.unwrap_or_else(|| encode::lossy_quality(output, spec.jpeg_quality, edge));
         renditions.push(Rendition {
             edge,
             format: output,
