@@ -184,6 +184,25 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The limits an image is checked against, from this configuration.
+    pub fn image_limits(&self) -> crate::imaging::Limits {
+        crate::imaging::Limits {
+            max_bytes: self.max_upload_bytes,
+            max_side: self.max_image_side,
+            max_pixels: self.max_image_pixels,
+            max_alloc_bytes: self.max_decode_alloc_bytes,
+        }
+    }
+
+    /// The renditions made of every image, from this configuration.
+    pub fn rendition_spec(&self) -> crate::imaging::RenditionSpec {
+        crate::imaging::RenditionSpec {
+            sizes: self.rendition_sizes.clone(),
+            full_max_edge: self.full_max_edge,
+            jpeg_quality: self.jpeg_quality,
+        }
+    }
+
     /// Resolves the configuration: defaults, then `file` (if any), then `overrides`
     /// (flags and env vars, already merged by clap).
     pub fn resolve(

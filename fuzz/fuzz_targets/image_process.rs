@@ -19,22 +19,11 @@ use profile_image::imaging::{
 
 use libfuzzer_sys::fuzz_target;
 
-/// The limits and renditions the service builds from its configuration
-/// (`ProfileImages::new`), with every setting at its default.
+/// The limits and renditions the service builds from its configuration, with every
+/// setting at its default.
 fn configured() -> (Limits, RenditionSpec) {
     let config = Config::default();
-    let limits = Limits {
-        max_bytes: config.max_upload_bytes,
-        max_side: config.max_image_side,
-        max_pixels: config.max_image_pixels,
-        max_alloc_bytes: config.max_decode_alloc_bytes,
-    };
-    let spec = RenditionSpec {
-        sizes: config.rendition_sizes,
-        full_max_edge: config.full_max_edge,
-        jpeg_quality: config.jpeg_quality,
-    };
-    (limits, spec)
+    (config.image_limits(), config.rendition_spec())
 }
 
 /// FNV-1a: a cheap, stable function of the input, so one input always gets the same crop.

@@ -21,7 +21,6 @@ pub use transitions::{Locked, Transitions};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::imaging::{Limits, RenditionSpec};
 use crate::model::{
     CropRequest, ExpectedVersion, OutputFormat, ProfileView, Source, Status, UserId,
 };
@@ -66,17 +65,6 @@ impl ProfileImages {
         blobs: Arc<dyn BlobStore>,
         events: Arc<Hub>,
     ) -> Self {
-        let limits = Limits {
-            max_bytes: config.max_upload_bytes,
-            max_side: config.max_image_side,
-            max_pixels: config.max_image_pixels,
-            max_alloc_bytes: config.max_decode_alloc_bytes,
-        };
-        let spec = RenditionSpec {
-            sizes: config.rendition_sizes.clone(),
-            full_max_edge: config.full_max_edge,
-            jpeg_quality: config.jpeg_quality,
-        };
         let processing = ProcessingLimits {
             threads: config.processing_threads,
             max_queued: config.max_queued_processing,
@@ -88,7 +76,11 @@ impl ProfileImages {
                 meta,
                 blobs,
                 events,
-                processor: Processor::new(processing, limits, spec),
+                processor: Processor::new(
+                    processing,
+                    config.image_limits(),
+                    config.rendition_spec(),
+                ),
                 rendition_sizes: config.rendition_sizes.clone(),
                 full_max_edge: config.full_max_edge,
                 max_upload_bytes: config.max_upload_bytes,
