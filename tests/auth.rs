@@ -228,13 +228,18 @@ async fn the_issuer_and_audience_are_checked_when_configured() {
         "profile-image",
     ])
     .await;
-    seed(&server, "alice").await;
     let token = |iss: &str, aud: &str| {
         sign_hs256(
             &harness_secret(),
             &json!({"sub": "alice", "exp": now() + 3600, "iss": iss, "aud": aud}),
         )
     };
+    let mut alice = server
+        .client_with(Some(&token("https://id.example", "profile-image")))
+        .await;
+    set_inline(&mut alice, "me", corpus_bytes(PHOTO))
+        .await
+        .expect("set with the right issuer and audience");
     get_with(
         &server,
         Some(&token("https://id.example", "profile-image")),
@@ -408,15 +413,16 @@ async fn serve_json(body: String) -> String {
     url
 }
 
-#[tokio::test]
+// Multi-threaded: the harness blocks its thread while the server starts, and the JWKS
+// is served from this runtime meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwks_url_is_read_at_start() {
     let url = serve_json(jwks()).await;
     let server = Server::start_with(&["--jwt-jwks", &url]).await;
     seed(&server, "alice").await;
     let token = sign_with("rsa.key", Algorithm::RS256, Some("rsa-1"), &claims("alice"));
-    get_with(&server, Some(&token), "alice")
-        .await
-        .expect("a key from the JWKS URL verifies");
+    let read = get_with(&server, Some(&token), "alice").await;
+    assert!(read.is_ok(), "{read:?}\n{:#?}", server.logs());
 }
 
 #[tokio::test]
