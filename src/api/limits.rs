@@ -139,16 +139,19 @@ fn quota_subject(user: &UserId) -> String {
     format!("{}/{}", user.tenant(), user)
 }
 
+/// How many slots each caller holds.
+type Held = Arc<Mutex<HashMap<UserId, u32>>>;
+
 /// Counts what each caller holds of one kind.
 struct Slots {
     cap: Cap,
     reason: &'static str,
     what: &'static str,
-    held: Arc<Mutex<HashMap<UserId, u32>>>,
+    held: Held,
 }
 
 /// One slot held; given back when dropped.
-pub struct Slot(Option<(Arc<Mutex<HashMap<UserId, u32>>>, UserId)>);
+pub struct Slot(Option<(Held, UserId)>);
 
 impl Slots {
     fn new(cap: Cap, reason: &'static str, what: &'static str) -> Self {

@@ -318,12 +318,17 @@ fn the_schema_version_is_recorded_and_a_newer_one_refused() {
     .unwrap();
     store.db.flush().unwrap();
     drop((meta, store));
-    let refused = (0..100).find_map(|_| match LocalStore::open(dir.path()) {
-        Err(error) => Some(error),
-        Ok(_) => None,
-    });
-    assert!(
-        refused.is_some_and(|e| e.to_string().contains("schema version")),
-        "a store of a newer schema is refused"
-    );
+    let mut refused = None;
+    for _ in 0..100 {
+        match LocalStore::open(dir.path()) {
+            Ok(_) => panic!("a store of a newer schema opened"),
+            Err(error) if error.to_string().contains("schema version") => {
+                refused = Some(error);
+                break;
+            }
+            // The previous handle's threads may hold the file lock for a moment.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    assert!(refused.is_some(), "a store of a newer schema is refused");
 }
