@@ -808,15 +808,18 @@ async fn a_caller_may_hold_only_so_many_watch_streams() {
     );
 }
 
-#[tokio::test]
-async fn a_caller_may_run_only_so_many_uploads_at_once() {
-    let server =
-        Server::start_with_env(&[], &[("PROFILE_IMAGE_MAX_UPLOADS_PER_CALLER", "1")]).await;
-    let token = token_for("alice", None, false);
-    let mut held = server.client_with(Some(&token)).await;
-    // An upload that sent its metadata and waits: the slot is taken.
-    let (open_tx, open_rx) = tokio::sync::mpsc::channel(1);
-    open_tx
+/// An upload as `token` that sent its metadata and waits with its stream open: the
+/// sender that ends it, and the call.
+async fn open_upload(
+    server: &Server,
+    token: &str,
+) -> (
+    tokio::sync::mpsc::Sender<pb::UploadProfileImageRequest>,
+    tokio::task::JoinHandle<Result<tonic::Response<pb::UploadProfileImageResponse>, tonic::Status>>,
+) {
+    let mut client = server.client_with(Some(token)).await;
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender
         .send(pb::UploadProfileImageRequest {
             payload: Some(Payload::Metadata(pb::UploadMetadata {
                 user_id: "me".into(),
@@ -828,26 +831,42 @@ async fn a_caller_may_run_only_so_many_uploads_at_once() {
         })
         .await
         .expect("send metadata");
-    let pending = tokio::spawn(async move {
-        held.upload_profile_image(tokio_stream::wrappers::ReceiverStream::new(open_rx))
+    let call = tokio::spawn(async move {
+        client
+            .upload_profile_image(tokio_stream::wrappers::ReceiverStream::new(receiver))
             .await
     });
+    (sender, call)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_may_run_only_so_many_uploads_at_once() {
+    let server =
+        Server::start_with_env(&[], &[("PROFILE_IMAGE_MAX_UPLOADS_PER_CALLER", "1")]).await;
+    let token = token_for("alice", None, false);
     let mut second = server.client_with(Some(&token)).await;
     let mut refused = None;
-    for _ in 0..100 {
+    for _ in 0..50 {
+        let (open, call) = open_upload(&server, &token).await;
+        // Give the open upload time to reach the server and take the caller's slot.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         match upload(&mut second, "me", &corpus_bytes(PHOTO), 1 << 20, None).await {
             Err(status) if status.code() == Code::ResourceExhausted => {
-                refused = Some(status);
+                refused = Some((status, open, call));
                 break;
             }
-            // The first upload has not reached the server yet.
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            // The second upload got there first (and the open one was refused): again.
+            _ => {
+                drop(open);
+                let _ = call.await;
+            }
         }
     }
-    let status = refused.expect("a second upload at once is refused");
+    let (status, open, call) = refused.expect("a second upload at once is refused");
     assert_eq!(reason(&status), "too-many-uploads");
-    drop(open_tx);
-    let _ = pending.await;
+    assert!(status.get_error_details().quota_failure().is_some());
+    drop(open);
+    let _ = call.await;
     upload(&mut second, "me", &corpus_bytes(PHOTO), 1 << 20, None)
         .await
         .expect("the slot is back once the first upload ended");
