@@ -887,7 +887,15 @@ async fn every_change_is_audited_without_tokens_or_bytes() {
         "alice",
     )
     .await;
-    let lines = server.logs();
+    // The server's log is read by a thread of the harness: wait for both lines.
+    let mut lines = server.logs();
+    for _ in 0..200 {
+        if lines.iter().filter(|l| l.contains(" audit:")).count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        lines = server.logs();
+    }
     let audit: Vec<&String> = lines.iter().filter(|l| l.contains(" audit:")).collect();
     assert!(
         audit.iter().any(|l| l.contains("tenant=default")
