@@ -1,5 +1,7 @@
-//! GetProfileImage throughput and latency: the real service next to a bare tonic server
-//! that answers the same bytes from memory (the transport's ceiling on this machine).
+//! GetProfileImage throughput and latency: the real service with authentication (a
+//! bearer JWT on every call, `--auth jwt`), the same service without (`--auth none`), and
+//! a bare tonic server that answers the same bytes from memory (the transport's ceiling
+//! on this machine). "auth cost" is how much slower the authenticated Get is.
 //!
 //!     cargo bench --bench get
 //!
@@ -8,10 +10,9 @@
 //! concurrency, N tasks loop GetProfileImage{size: 256} over `ceil(N / per_channel)`
 //! HTTP/2 channels for a warm-up then a measured period; every response is checked
 //! (data length equals the 256 px rendition's) so errors cannot be measured as speed.
-//! The measured time of a row is cut into slices that alternate between the service and
-//! the bare server (S B, B S, S B, ...): on a VM whose speed drifts by a third from one
-//! minute to the next, back-to-back runs of a few seconds each compared the phases, not
-//! the servers.
+//! The measured time of a row is cut into slices that rotate between the targets
+//! (J N B, N B J, B J N, ...): on a VM whose speed drifts by a third from one minute to the
+//! next, back-to-back runs of a few seconds each compared the phases, not the servers.
 //!
 //! Environment:
 //!   GET_BENCH_SECONDS            measured seconds per (concurrency, target)   [3]
@@ -45,6 +46,8 @@ use profile_image::pb::{self, set_profile_image_request::Source};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -123,10 +126,26 @@ impl ProfileImageService for Bare {
     }
 }
 
-type Client = ProfileImageServiceClient<Channel>;
+/// Sends `authorization: Bearer TOKEN` with every call (nothing when None).
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
 
-fn client(channel: Channel) -> Client {
-    ProfileImageServiceClient::new(channel)
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = ProfileImageServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn client(channel: Channel, token: Option<&str>) -> Client {
+    let bearer = Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")));
+    ProfileImageServiceClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -142,8 +161,23 @@ fn request(user: usize) -> pb::GetProfileImageRequest {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Target {
-    Service,
+    /// The service, every call with a bearer JWT.
+    Jwt,
+    /// The service with `--auth none`.
+    NoAuth,
     Bare,
+}
+
+const TARGETS: [Target; 3] = [Target::Jwt, Target::NoAuth, Target::Bare];
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Jwt => "service, jwt",
+            Target::NoAuth => "service, auth none",
+            Target::Bare => "bare tonic",
+        }
+    }
 }
 
 struct Measured {
@@ -203,31 +237,60 @@ impl Sockets {
     }
 }
 
-/// A service and a bare server, both listening with one socket mode.
+/// The services (with and without authentication) and a bare server, all listening with
+/// one socket mode.
 struct Pair {
     sockets: Sockets,
-    service: SocketAddr,
+    jwt: SocketAddr,
+    no_auth: SocketAddr,
     bare: SocketAddr,
+    /// An admin's token the `jwt` service accepts.
+    token: String,
     expected_len: usize,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _temp: tempfile::TempDir,
 }
 
-async fn start_pair(
+impl Pair {
+    fn target(&self, target: Target) -> (SocketAddr, Option<&str>) {
+        match target {
+            Target::Jwt => (self.jwt, Some(&self.token)),
+            Target::NoAuth => (self.no_auth, None),
+            Target::Bare => (self.bare, None),
+        }
+    }
+}
+
+/// The real service, in-process, on a data dir under `temp`, with `auth`; its address,
+/// its task, and a token it accepts.
+async fn start_service(
     sockets: Sockets,
-    photo: &str,
-    photo_bytes: &[u8],
+    auth: profile_image::config::AuthMode,
+    temp: &Path,
     shutdown: &CancellationToken,
-) -> Pair {
-    // The real service, in-process, on a temporary data dir.
-    let temp = tempfile::tempdir().expect("temp dir");
+) -> (SocketAddr, tokio::task::JoinHandle<()>, Option<String>) {
+    let name = match auth {
+        profile_image::config::AuthMode::Jwt => "jwt",
+        profile_image::config::AuthMode::None => "none",
+    };
+    let secret_file = temp.join(format!("{name}.secret"));
+    std::fs::write(&secret_file, "get bench secret\n").expect("write secret");
     let config = profile_image::Config {
-        data_dir: temp.path().join("data"),
+        data_dir: temp.join(name),
+        auth,
+        jwt_hs256_secret_file: Some(secret_file),
+        // Set up takes more changes than a client may make in a burst.
+        rate_limit_per_minute: 0,
         ..Default::default()
     };
+    let token = (auth == profile_image::config::AuthMode::Jwt).then(|| {
+        profile_image::auth::token::NewToken::new("bench", None, true, Duration::from_secs(86_400))
+            .sign_hs256(b"get bench secret")
+            .expect("sign token")
+    });
     let listener = sockets.listener();
-    let service_addr = listener.local_addr().expect("addr");
-    let service = tokio::spawn({
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             if let Err(error) = profile_image::serve(config, listener, shutdown).await {
@@ -235,8 +298,16 @@ async fn start_pair(
             }
         }
     });
+    (addr, task, token)
+}
 
-    let mut setup = client(connect(service_addr).await);
+/// Sets every bench user's photo on the service at `addr`; the 256 px Get of user 0.
+async fn set_up(
+    addr: SocketAddr,
+    token: Option<&str>,
+    photo_bytes: &[u8],
+) -> pb::GetProfileImageResponse {
+    let mut setup = client(connect(addr).await, token);
     for user in 0..USERS {
         setup
             .set_profile_image(pb::SetProfileImageRequest {
@@ -251,14 +322,36 @@ async fn start_pair(
             .await
             .expect("SetProfileImage");
     }
-    let reference = setup
+    setup
         .get_profile_image(request(0))
         .await
         .expect("GetProfileImage")
-        .into_inner();
+        .into_inner()
+}
+
+async fn start_pair(
+    sockets: Sockets,
+    photo: &str,
+    photo_bytes: &[u8],
+    shutdown: &CancellationToken,
+) -> Pair {
+    use profile_image::config::AuthMode;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (jwt, jwt_task, token) = start_service(sockets, AuthMode::Jwt, temp.path(), shutdown).await;
+    let token = token.expect("a token for the jwt service");
+    let (no_auth, no_auth_task, _) =
+        start_service(sockets, AuthMode::None, temp.path(), shutdown).await;
+    let reference = set_up(jwt, Some(&token), photo_bytes).await;
+    let unauthenticated = set_up(no_auth, None, photo_bytes).await;
     let image = reference.profile_image.as_ref().expect("profile_image");
+    assert_eq!(
+        unauthenticated.profile_image.expect("profile_image").data,
+        image.data,
+        "both services serve the same bytes"
+    );
     let expected_len = image.data.len();
     assert!(expected_len > 0, "empty rendition");
+    let mut setup = client(connect(jwt).await, Some(&token));
     for user in 1..USERS {
         let other = setup
             .get_profile_image(request(user))
@@ -301,10 +394,12 @@ async fn start_pair(
     });
     Pair {
         sockets,
-        service: service_addr,
+        jwt,
+        no_auth,
         bare: bare_addr,
+        token,
         expected_len,
-        tasks: vec![service, bare],
+        tasks: vec![jwt_task, no_auth_task, bare],
         _temp: temp,
     }
 }
@@ -345,8 +440,8 @@ async fn run() {
     }
 
     println!(
-        "{seconds} s measured per row, in {slices} slices alternating service and bare, each after \
-         {warmup} s warm-up; {per_channel} tasks per HTTP/2 channel; {} tokio workers",
+        "{seconds} s measured per row, in {slices} slices rotating between the targets, each \
+         after {warmup} s warm-up; {per_channel} tasks per HTTP/2 channel; {} tokio workers",
         tokio::runtime::Handle::current().metrics().num_workers()
     );
     for round in 0..rounds {
@@ -355,25 +450,19 @@ async fn run() {
         }
         println!();
         println!(
-            "| concurrency | sockets | target | req/s | p50 ms | p99 ms | max ms | % of bare |"
+            "| concurrency | sockets | target | req/s | p50 ms | p99 ms | max ms | % of bare | auth cost |"
         );
-        println!("|---:|---|---|---:|---:|---:|---:|---:|");
+        println!("|---:|---|---|---:|---:|---:|---:|---:|---:|");
         for &concurrency in &concurrencies {
             for pair in &pairs {
-                let mut samples = [Vec::new(), Vec::new()];
+                let mut samples = [Vec::new(), Vec::new(), Vec::new()];
                 for slice in 0..slices {
-                    let order = if slice % 2 == 0 {
-                        [Target::Service, Target::Bare]
-                    } else {
-                        [Target::Bare, Target::Service]
-                    };
-                    for target in order {
-                        let (addr, index) = match target {
-                            Target::Service => (pair.service, 0),
-                            Target::Bare => (pair.bare, 1),
-                        };
+                    for step in 0..TARGETS.len() {
+                        let index = (slice + step) % TARGETS.len();
+                        let (addr, token) = pair.target(TARGETS[index]);
                         let latencies = load(
                             addr,
+                            token,
                             concurrency,
                             per_channel,
                             warmup,
@@ -384,25 +473,28 @@ async fn run() {
                         samples[index].extend(latencies);
                     }
                 }
-                let [service, bare] = samples;
-                let rows = [
-                    (Target::Service, Measured::new(service, seconds)),
-                    (Target::Bare, Measured::new(bare, seconds)),
-                ];
-                let bare_rps = rows
-                    .iter()
-                    .find(|(t, _)| *t == Target::Bare)
-                    .map(|(_, m)| m.requests as f64 / m.seconds)
-                    .unwrap_or(f64::NAN);
+                let rows: Vec<(Target, Measured)> = TARGETS
+                    .into_iter()
+                    .zip(samples)
+                    .map(|(target, latencies)| (target, Measured::new(latencies, seconds)))
+                    .collect();
+                let rps_of = |wanted: Target| {
+                    rows.iter()
+                        .find(|(t, _)| *t == wanted)
+                        .map(|(_, m)| m.requests as f64 / m.seconds)
+                        .unwrap_or(f64::NAN)
+                };
+                let (bare_rps, no_auth_rps) = (rps_of(Target::Bare), rps_of(Target::NoAuth));
                 for (target, m) in &rows {
                     let rps = m.requests as f64 / m.seconds;
+                    let auth_cost = match target {
+                        Target::Jwt => format!("{:+.1}%", 100.0 * (no_auth_rps / rps - 1.0)),
+                        _ => String::new(),
+                    };
                     println!(
-                        "| {concurrency} | {} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0}% |",
+                        "| {concurrency} | {} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0}% | {auth_cost} |",
                         pair.sockets.name(),
-                        match target {
-                            Target::Service => "service",
-                            Target::Bare => "bare tonic",
-                        },
+                        target.name(),
                         rps,
                         ms(m.p50),
                         ms(m.p99),
@@ -430,6 +522,7 @@ fn ms(d: Duration) -> f64 {
 /// of the requests that started inside the measured window.
 async fn load(
     addr: SocketAddr,
+    token: Option<&str>,
     concurrency: usize,
     per_channel: usize,
     warmup: f64,
@@ -439,7 +532,7 @@ async fn load(
     let channels = concurrency.div_ceil(per_channel);
     let mut clients = Vec::with_capacity(channels);
     for _ in 0..channels {
-        clients.push(client(connect(addr).await));
+        clients.push(client(connect(addr).await, token));
     }
     let start = Instant::now() + Duration::from_millis(20);
     let measure_from = start + Duration::from_secs_f64(warmup);

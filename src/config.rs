@@ -19,6 +19,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// How callers are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every call carries `authorization: Bearer <JWT>`.
+    Jwt,
+    /// No authentication: every caller is an admin of the `default` tenant (a trusted
+    /// mesh only; a warning is logged at start).
+    None,
+}
+
 /// Every setting of the service, resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -64,6 +75,30 @@ pub struct Config {
     pub upload_idle_timeout: Duration,
     /// Where Prometheus metrics are served (`/metrics`); None = off.
     pub metrics_listen: Option<SocketAddr>,
+    pub auth: AuthMode,
+    /// HS256 secret (the file's bytes, a trailing newline stripped). With none of the
+    /// key settings, a secret is created in the data dir on first start.
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// PEM public keys (RS256, ES256 or EdDSA, by key type).
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// A JWKS file, or an http(s) URL re-read every `jwt_jwks_refresh`.
+    pub jwt_jwks: Option<String>,
+    pub jwt_jwks_refresh: Duration,
+    /// Required `iss`, when set.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub jwt_audience: Option<String>,
+    /// Changes per minute per (tenant, user); 0 = unlimited.
+    pub rate_limit_per_minute: u32,
+    /// Changes a caller may make at once before the per-minute rate applies.
+    pub rate_limit_burst: u32,
+    /// Concurrent WatchStatus streams per caller; 0 = unlimited.
+    pub max_watches_per_caller: u32,
+    /// Concurrent uploads per caller; 0 = unlimited.
+    pub max_uploads_per_caller: u32,
+    /// The same two for admins; None = as for everyone.
+    pub admin_max_watches_per_caller: Option<u32>,
+    pub admin_max_uploads_per_caller: Option<u32>,
 }
 
 impl Default for Config {
@@ -94,6 +129,19 @@ impl Default for Config {
             processing_timeout: Duration::from_secs(30),
             upload_idle_timeout: Duration::from_secs(30),
             metrics_listen: None,
+            auth: AuthMode::Jwt,
+            jwt_hs256_secret_file: None,
+            jwt_public_keys: Vec::new(),
+            jwt_jwks: None,
+            jwt_jwks_refresh: Duration::from_secs(300),
+            jwt_issuer: None,
+            jwt_audience: None,
+            rate_limit_per_minute: 10,
+            rate_limit_burst: 5,
+            max_watches_per_caller: 16,
+            max_uploads_per_caller: 4,
+            admin_max_watches_per_caller: None,
+            admin_max_uploads_per_caller: None,
         }
     }
 }
@@ -181,6 +229,51 @@ pub struct Overrides {
     /// Serve Prometheus metrics on this address (path /metrics) [default: off].
     #[arg(long, env = "PROFILE_IMAGE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Authentication: `jwt` (a bearer token on every call) or `none` (every caller is
+    /// an admin of the `default` tenant) [default: jwt].
+    #[arg(long, env = "PROFILE_IMAGE_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+    /// File holding the HS256 secret [default, when no key is configured: a secret
+    /// created in the data dir].
+    #[arg(long, env = "PROFILE_IMAGE_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// PEM public key verifying RS256, ES256 or EdDSA tokens (repeatable).
+    #[arg(
+        long = "jwt-public-key",
+        env = "PROFILE_IMAGE_JWT_PUBLIC_KEY",
+        value_delimiter = ','
+    )]
+    pub jwt_public_key: Option<Vec<PathBuf>>,
+    /// JWKS file or http(s) URL (a URL is re-read in the background).
+    #[arg(long, env = "PROFILE_IMAGE_JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+    /// How often a JWKS URL is re-read, in milliseconds [default: 300000].
+    #[arg(long, env = "PROFILE_IMAGE_JWT_JWKS_REFRESH_MS")]
+    pub jwt_jwks_refresh_ms: Option<u64>,
+    /// Required token issuer (`iss`) [default: not checked].
+    #[arg(long, env = "PROFILE_IMAGE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required token audience (`aud`) [default: not checked].
+    #[arg(long, env = "PROFILE_IMAGE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Changes per minute per (tenant, user); 0 = unlimited [default: 10].
+    #[arg(long, env = "PROFILE_IMAGE_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Changes a caller may make in a burst [default: 5].
+    #[arg(long, env = "PROFILE_IMAGE_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Concurrent WatchStatus streams per caller; 0 = unlimited [default: 16].
+    #[arg(long, env = "PROFILE_IMAGE_MAX_WATCHES_PER_CALLER")]
+    pub max_watches_per_caller: Option<u32>,
+    /// Concurrent uploads per caller; 0 = unlimited [default: 4].
+    #[arg(long, env = "PROFILE_IMAGE_MAX_UPLOADS_PER_CALLER")]
+    pub max_uploads_per_caller: Option<u32>,
+    /// Concurrent WatchStatus streams per admin [default: as for everyone].
+    #[arg(long, env = "PROFILE_IMAGE_ADMIN_MAX_WATCHES_PER_CALLER")]
+    pub admin_max_watches_per_caller: Option<u32>,
+    /// Concurrent uploads per admin [default: as for everyone].
+    #[arg(long, env = "PROFILE_IMAGE_ADMIN_MAX_UPLOADS_PER_CALLER")]
+    pub admin_max_uploads_per_caller: Option<u32>,
 }
 
 impl Config {
@@ -274,6 +367,34 @@ impl Config {
             &mut self.upload_idle_timeout,
             o.upload_idle_timeout_ms.map(Duration::from_millis),
         );
+        set(&mut self.auth, o.auth);
+        if o.jwt_hs256_secret_file.is_some() {
+            self.jwt_hs256_secret_file = o.jwt_hs256_secret_file;
+        }
+        set(&mut self.jwt_public_keys, o.jwt_public_key);
+        if o.jwt_jwks.is_some() {
+            self.jwt_jwks = o.jwt_jwks;
+        }
+        set(
+            &mut self.jwt_jwks_refresh,
+            o.jwt_jwks_refresh_ms.map(Duration::from_millis),
+        );
+        if o.jwt_issuer.is_some() {
+            self.jwt_issuer = o.jwt_issuer;
+        }
+        if o.jwt_audience.is_some() {
+            self.jwt_audience = o.jwt_audience;
+        }
+        set(&mut self.rate_limit_per_minute, o.rate_limit_per_minute);
+        set(&mut self.rate_limit_burst, o.rate_limit_burst);
+        set(&mut self.max_watches_per_caller, o.max_watches_per_caller);
+        set(&mut self.max_uploads_per_caller, o.max_uploads_per_caller);
+        if o.admin_max_watches_per_caller.is_some() {
+            self.admin_max_watches_per_caller = o.admin_max_watches_per_caller;
+        }
+        if o.admin_max_uploads_per_caller.is_some() {
+            self.admin_max_uploads_per_caller = o.admin_max_uploads_per_caller;
+        }
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -308,6 +429,14 @@ impl Config {
             (
                 self.max_upload_bytes == 0,
                 "max_upload_bytes must be positive",
+            ),
+            (
+                self.rate_limit_per_minute > 0 && self.rate_limit_burst == 0,
+                "rate_limit_burst must be positive when rate_limit_per_minute is",
+            ),
+            (
+                self.jwt_jwks_refresh.is_zero(),
+                "jwt_jwks_refresh_ms must be positive",
             ),
         ];
         match problems.iter().find(|(bad, _)| *bad) {

@@ -3,7 +3,7 @@
 use tonic::Code;
 
 use crate::telemetry;
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tonic_types::{ErrorDetails, FieldViolation, QuotaViolation, StatusExt};
 
 /// Domain of the google.rpc ErrorInfo this service sends.
 pub const ERROR_DOMAIN: &str = "profileimage.v1";
@@ -26,6 +26,14 @@ pub mod reason {
     pub const OVERLOADED: &str = "overloaded";
     pub const DEADLINE_EXCEEDED: &str = "deadline-exceeded";
     pub const INTERNAL: &str = "internal";
+    pub const TOKEN_MISSING: &str = "token-missing";
+    pub const TOKEN_INVALID: &str = "token-invalid";
+    pub const TOKEN_EXPIRED: &str = "token-expired";
+    pub const NOT_OWNER: &str = "not-owner";
+    pub const ADMIN_REQUIRED: &str = "admin-required";
+    pub const RATE_LIMITED: &str = "rate-limited";
+    pub const TOO_MANY_WATCHES: &str = "too-many-watches";
+    pub const TOO_MANY_UPLOADS: &str = "too-many-uploads";
 }
 
 /// One problem with one request field.
@@ -86,6 +94,40 @@ pub enum Error {
     /// read the state again; it never reaches a client as such.
     #[error("a stored blob is gone (released by a concurrent change)")]
     BlobMissing,
+    /// The caller is not authenticated (`reason`: token-missing, token-invalid or
+    /// token-expired). The message says which check failed; it never holds the token.
+    #[error("{message}")]
+    Unauthenticated {
+        reason: &'static str,
+        message: String,
+    },
+    /// The caller may not do this (`reason`: not-owner or admin-required); nothing
+    /// was changed.
+    #[error("{message}")]
+    PermissionDenied {
+        reason: &'static str,
+        message: String,
+    },
+    /// The caller made more changes than its rate allows; nothing was changed. `quota`
+    /// names whose quota it is (`tenant/user`).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        quota: String,
+        retry_after: std::time::Duration,
+    },
+    /// The caller has as many streams of a kind open as it may (`reason`:
+    /// too-many-watches or too-many-uploads).
+    #[error("{message}")]
+    TooManyStreams {
+        reason: &'static str,
+        message: String,
+        quota: String,
+    },
+    /// A setting the service cannot start with (an unreadable or unusable key file).
+    /// Only start-up returns it; a client never sees it as such.
+    #[error("configuration error: {0}")]
+    Config(String),
     /// A bug or a storage failure. The detail is logged, never sent to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -239,7 +281,34 @@ impl From<Error> for tonic::Status {
                     info(reason::INTERNAL),
                 )
             }
-            Error::Internal(detail) => {
+            Error::Unauthenticated { reason, message } => {
+                tonic::Status::with_error_details(Code::Unauthenticated, message, info(reason))
+            }
+            Error::PermissionDenied { reason, message } => {
+                tonic::Status::with_error_details(Code::PermissionDenied, message, info(reason))
+            }
+            Error::RateLimited {
+                message,
+                quota,
+                retry_after,
+            } => {
+                metrics::counter!(telemetry::CHANGES_REFUSED, "reason" => reason::RATE_LIMITED)
+                    .increment(1);
+                let mut details = info(reason::RATE_LIMITED);
+                details.set_retry_info(Some(retry_after));
+                details.set_quota_failure(vec![QuotaViolation::new(quota, message.clone())]);
+                tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            Error::TooManyStreams {
+                reason,
+                message,
+                quota,
+            } => {
+                let mut details = info(reason);
+                details.set_quota_failure(vec![QuotaViolation::new(quota, message.clone())]);
+                tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            Error::Config(detail) | Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 tonic::Status::with_error_details(
                     Code::Internal,

@@ -5,9 +5,11 @@
 //! every profile change), which uses `imaging` (decode/orient/crop/resize/encode),
 //! `store` (storage traits; `store::local` implements them on sled and files), `watch`
 //! (change events) and `model` (the domain's values). `jobs` runs background URL
-//! downloads through `profiles`, and `fetch` is the SSRF-safe HTTP client.
+//! downloads through `profiles`, and `fetch` is the SSRF-safe HTTP client. `auth`
+//! verifies bearer tokens; `api` decides from the caller what a call may do.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fetch;

@@ -1,5 +1,5 @@
-//! The `profile-image` command: `serve` runs the service; the other subcommands are its
-//! command-line client (src/cli/).
+//! The `profile-image` command: `serve` runs the service, `token` signs a token with its
+//! secret; the other subcommands are its command-line client (src/cli/).
 
 mod cli;
 
@@ -38,13 +38,45 @@ enum Command {
         #[command(flatten)]
         overrides: Box<Overrides>,
     },
+    /// Print a token signed with the server's HS256 secret (the one created in the data
+    /// dir on first start, or --jwt-hs256-secret-file).
+    Token(TokenArgs),
     #[command(flatten)]
     Client(cli::Command),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The user the token names (`sub`).
+    #[arg(long)]
+    user: String,
+    /// The user's tenant [default: the `default` tenant].
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Give the token the admin role.
+    #[arg(long)]
+    admin: bool,
+    /// How long the token is valid: 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = profile_image::auth::token::parse_ttl)]
+    ttl: std::time::Duration,
+    /// The server's data dir, where it keeps its secret.
+    #[arg(long, env = "PROFILE_IMAGE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Sign with this secret file instead of the data dir's.
+    #[arg(long, env = "PROFILE_IMAGE_JWT_HS256_SECRET_FILE")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// The token's issuer (`iss`), when the server requires one.
+    #[arg(long, env = "PROFILE_IMAGE_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// The token's audience (`aud`), when the server requires one.
+    #[arg(long, env = "PROFILE_IMAGE_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
 }
 
 fn main() -> ExitCode {
     let (config, overrides) = match Cli::parse().command {
         Command::Serve { config, overrides } => (config, overrides),
+        Command::Token(args) => return print_token(&args),
         Command::Client(command) => return cli::run(command),
     };
     let config = match Config::resolve(config.as_deref(), *overrides) {
@@ -69,6 +101,36 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "profile-image stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `profile-image token`: signs a token with the server's HS256 secret and prints it.
+fn print_token(args: &TokenArgs) -> ExitCode {
+    use profile_image::auth::{secret, token::NewToken};
+    let secret_path = args
+        .jwt_hs256_secret_file
+        .clone()
+        .unwrap_or_else(|| secret::path_in(&args.data_dir));
+    if !secret_path.exists() {
+        eprintln!(
+            "profile-image: no HS256 secret at {}: start the server once              (`profile-image serve --data-dir {}`) to create it, or pass              --jwt-hs256-secret-file",
+            secret_path.display(),
+            args.data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut new = NewToken::new(&args.user, args.tenant.as_deref(), args.admin, args.ttl);
+    new.iss = args.jwt_issuer.clone();
+    new.aud = args.jwt_audience.clone();
+    match secret::read(&secret_path).and_then(|secret| new.sign_hs256(&secret)) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("profile-image: {error}");
             ExitCode::FAILURE
         }
     }

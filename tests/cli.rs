@@ -15,7 +15,7 @@ fn cli(server: &Server, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_profile-image"))
         .args(args)
         .env("PROFILE_IMAGE_SERVER", server.url())
-        .env_remove("PROFILE_IMAGE_TOKEN")
+        .env("PROFILE_IMAGE_TOKEN", admin_token())
         .stdin(Stdio::null())
         .output()
         .expect("run profile-image")
@@ -26,6 +26,7 @@ async fn cli_async(server: &Server, args: &[&str]) -> Output {
     command
         .args(args)
         .env("PROFILE_IMAGE_SERVER", server.url())
+        .env("PROFILE_IMAGE_TOKEN", admin_token())
         .stdin(Stdio::null());
     tokio::task::spawn_blocking(move || command.output().expect("run profile-image"))
         .await
@@ -230,6 +231,7 @@ async fn watch_json_prints_one_object_per_event() {
         .expect("set");
     let mut watch = Command::new(env!("CARGO_BIN_EXE_profile-image"))
         .args(["watch", "alice", "--json", "--server", &server.url()])
+        .env("PROFILE_IMAGE_TOKEN", admin_token())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start watch");

@@ -4,7 +4,9 @@
 //!
 //! The only edits made to an example before running it: `localhost:50051` becomes the
 //! test server's address, `https://example.com/me.jpg` a local origin serving the photo,
-//! and `m000000000000002a` alice's oldest media item.
+//! and `m000000000000002a` alice's oldest media item. The server runs as on a fresh
+//! machine (it creates its own token secret; `profile-image token` on the PATH signs
+//! with it) but with no rate limit, since the examples run back to back.
 
 mod client_tools;
 mod common;
@@ -100,24 +102,34 @@ fn expected(comment: &str) -> &'static [&'static str] {
 }
 
 /// bash running `script` in `dir` with grpcurl on PATH.
-fn shell(dir: &std::path::Path, script: &str) -> Command {
+fn shell(dir: &std::path::Path, data_dir: &std::path::Path, script: &str) -> Command {
     let bin = client_tools::venv_bin("grpcurl");
+    let profile_image = std::path::Path::new(env!("CARGO_BIN_EXE_profile-image"));
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         bin.parent().expect("venv bin").display(),
+        profile_image.parent().expect("target dir").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let mut command = Command::new("bash");
     command
         .current_dir(dir)
         .env("PATH", path)
+        .env("PROFILE_IMAGE_DATA_DIR", data_dir)
+        .env_remove("PROFILE_IMAGE_JWT_HS256_SECRET_FILE")
         .env("SHELL", "/bin/bash")
         .args(["-euo", "pipefail", "-c", script]);
     command
 }
 
+/// A client calling as an admin, with a token from `profile-image token`.
+async fn admin(server: &Server) -> Client {
+    let token = token_from_data_dir(&server.data_dir, &["--user", "ops", "--admin"]);
+    server.client_with(Some(&token)).await
+}
+
 async fn oldest_media_id(server: &Server) -> String {
-    let mut client = server.client().await;
+    let mut client = admin(server).await;
     let media = client
         .list_media(pb::ListMediaRequest {
             user_id: "alice".into(),
@@ -144,7 +156,16 @@ async fn every_grpcurl_example_in_the_readme_works_on_a_real_photo() {
     tokio::task::spawn_blocking(client_tools::python)
         .await
         .expect("client tools");
-    let server = Server::start_with(&["--fetch-allow-cidr", "127.0.0.0/8"]).await;
+    let server = Server::start_plain(
+        &[
+            "--fetch-allow-cidr",
+            "127.0.0.0/8",
+            "--rate-limit-per-minute",
+            "0",
+        ],
+        &[],
+    )
+    .await;
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(corpus(PHOTO), dir.path().join("photo.jpg")).expect("copy the photo");
@@ -167,7 +188,7 @@ async fn every_grpcurl_example_in_the_readme_works_on_a_real_photo() {
         if script.contains("m000000000000002a") {
             script = script.replace("m000000000000002a", &oldest_media_id(&server).await);
         }
-        let mut command = shell(dir.path(), &script);
+        let mut command = shell(dir.path(), &server.data_dir, &script);
         let output = tokio::task::spawn_blocking(move || command.output())
             .await
             .expect("join")
@@ -205,7 +226,7 @@ async fn run_feed(feed: &Example, server: &Server, dir: &std::path::Path) {
         feed.script
             .replace("localhost:50051", &server.addr.to_string())
     );
-    let mut child = shell(dir, &script)
+    let mut child = shell(dir, &server.data_dir, &script)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -221,7 +242,7 @@ async fn run_feed(feed: &Example, server: &Server, dir: &std::path::Path) {
         }
     });
 
-    let mut client = server.client().await;
+    let mut client = admin(server).await;
     let mut printed = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let wanted = expected(&feed.comment);

@@ -1,6 +1,7 @@
 //! Server reflection, as a client that has no .proto sees it: grpcio-reflection (a
 //! reflection client nobody here wrote) lists the services and calls GetProfileImage
 //! with descriptors fetched from the server alone (tests/python/reflection_client.py).
+//! Reflection needs no token; the call does.
 
 mod client_tools;
 mod common;
@@ -32,6 +33,7 @@ async fn grpcio_reflection_lists_services_and_calls_get_profile_image() {
         .arg(script)
         .arg(server.addr.to_string())
         .arg("reflected")
+        .arg(admin_token())
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let output = tokio::task::spawn_blocking(move || {
         client_tools::run("reflection_client.py", &mut command)

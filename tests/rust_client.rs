@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::origin::Origin;
-use common::{Server, corpus, corpus_bytes};
+use common::{Server, admin_token, corpus, corpus_bytes};
 use profile_image_client::{
     Client, Code, Crop, Error, EventType, ImageFormat, Source, Status, UploadOptions, WatchTarget,
 };
@@ -21,8 +21,13 @@ use tokio_stream::StreamExt;
 
 const BIG_PHOTO: &str = "camera/olympus_12mp.jpg"; // 2.9 MB: three 1 MiB chunks
 
+/// A client calling as an admin (the tests act on many users).
 async fn client(server: &Server) -> Client {
-    Client::connect(server.url()).await.expect("connect")
+    Client::builder(server.url())
+        .bearer_token(admin_token())
+        .connect()
+        .await
+        .expect("connect")
 }
 
 #[test]
@@ -272,7 +277,9 @@ async fn watch_resumes_after_a_dropped_connection_without_losing_events() {
     let server = Server::start().await;
     let proxy = Proxy::start(server.addr).await;
     let direct = client(&server).await;
-    let through_proxy = Client::connect(format!("http://{}", proxy.addr))
+    let through_proxy = Client::builder(format!("http://{}", proxy.addr))
+        .bearer_token(admin_token())
+        .connect()
         .await
         .expect("connect");
     direct
@@ -314,6 +321,7 @@ async fn an_https_url_speaks_tls_and_checks_the_certificate() {
     let client = Client::builder(url.clone())
         .ca_certificate_pem(ca)
         .tls_domain("localhost")
+        .bearer_token(admin_token())
         .connect()
         .await
         .expect("TLS connection trusting the test CA");

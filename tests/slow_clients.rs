@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Server, corpus_bytes, get, set_inline, upload};
+use common::{Server, admin_token, client_on, corpus_bytes, get, set_inline, upload};
 use profile_image::pb::{self, upload_profile_image_request::Payload};
 
 const RAW_IDLE: usize = 1000;
@@ -41,7 +41,7 @@ async fn idle_connections_and_stalled_uploads_do_not_starve_other_clients() {
     // open (each on its own HTTP/2 stream of a few shared connections).
     let mut stalled = Vec::with_capacity(STALLED_UPLOADS);
     for i in 0..STALLED_UPLOADS {
-        let mut uploader = Client::new(idle[i % 50].clone());
+        let mut uploader = client_on(idle[i % 50].clone(), Some(&admin_token()));
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
         sender
             .send(pb::UploadProfileImageRequest {

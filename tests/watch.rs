@@ -250,7 +250,13 @@ async fn a_watcher_that_stops_reading_holds_up_no_one_and_resyncs_with_a_snapsho
         .connect()
         .await
         .unwrap();
-    let mut stuck = watch(&mut Client::new(stuck_connection), "zed", false, 0).await;
+    let mut stuck = watch(
+        &mut client_on(stuck_connection, Some(&admin_token())),
+        "zed",
+        false,
+        0,
+    )
+    .await;
     assert_eq!(kind(&next(&mut stuck).await), pb::EventType::Snapshot);
     // From here on the stuck watcher reads nothing until every change is made.
 

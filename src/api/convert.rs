@@ -6,13 +6,9 @@ use prost_types::Timestamp;
 use crate::error::{Error, Result, reason};
 use crate::model::{
     CropRequest, Event, EventKind, ExpectedVersion, Failure, ImageFormat, Media, MediaView,
-    OutputFormat, ProfileView, ServedImage, Source, Status, UserId,
+    OutputFormat, ProfileView, ServedImage, Source, Status,
 };
 use crate::pb;
-
-pub fn user_id(raw: &str) -> Result<UserId> {
-    UserId::parse("user_id", raw)
-}
 
 /// A required id field of a request.
 pub fn required<'a>(field: &str, raw: &'a str) -> Result<&'a str> {

@@ -1,7 +1,10 @@
 //! The gRPC layer: thin translation between protobuf and the domain. Wire concerns
 //! live here: field paths in errors, upload chunk assembly, encoded-once events.
 
+mod access;
+pub mod audit;
 mod convert;
+pub mod limits;
 mod service;
 mod upload;
 pub mod watch_codec;

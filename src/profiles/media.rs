@@ -29,8 +29,9 @@ impl ProfileImages {
         locked.set_earlier_media(media, expected).await
     }
 
-    /// Deletes a media item and its bytes; if it is active, the profile image too.
-    pub async fn delete_media(&self, user: &UserId, media_id: &str) -> Result<()> {
+    /// Deletes a media item and its bytes; if it is active, the profile image too. The
+    /// user's version after it.
+    pub async fn delete_media(&self, user: &UserId, media_id: &str) -> Result<u64> {
         self.ensure_space()?;
         let locked = self.inner.transitions.lock(user).await;
         self.owned_media(user, media_id).await?;

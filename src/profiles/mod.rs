@@ -160,8 +160,8 @@ impl ProfileImages {
         locked.crop(cropped, expected).await
     }
 
-    /// Removes the active profile image; the media item stays.
-    pub async fn delete(&self, user: &UserId, expected: ExpectedVersion) -> Result<()> {
+    /// Removes the active profile image; the media item stays. The new version.
+    pub async fn delete(&self, user: &UserId, expected: ExpectedVersion) -> Result<u64> {
         self.ensure_space()?;
         self.inner
             .transitions

@@ -30,6 +30,14 @@ pub struct Transitions {
     full_max_edge: u32,
 }
 
+/// What a committed change left.
+struct Applied {
+    /// The state after the change (None = no profile).
+    view: Option<ProfileView>,
+    /// The user's last version after the change.
+    version: u64,
+}
+
 /// A user's lock, held: the user's changes happen one at a time, in version order, and
 /// their events come out in that order.
 pub struct Locked<'a> {
@@ -137,7 +145,7 @@ impl Locked<'_> {
                 Ok(Some(change))
             })
             .await?;
-        done.and_then(|view| view)
+        done.and_then(|applied| applied.view)
             .ok_or_else(|| Error::internal("a set committed no state"))
     }
 
@@ -164,12 +172,13 @@ impl Locked<'_> {
                 Ok(Some(change))
             })
             .await?;
-        done.and_then(|view| view)
+        done.and_then(|applied| applied.view)
             .ok_or_else(|| Error::internal("a crop committed no state"))
     }
 
-    /// Removes the active profile image (its media item stays), as a new version.
-    pub async fn delete(&self, expected: ExpectedVersion) -> Result<()> {
+    /// Removes the active profile image (its media item stays), as a new version; that
+    /// version.
+    pub async fn delete(&self, expected: ExpectedVersion) -> Result<u64> {
         self.apply(EventKind::Deleted, |state| {
             expected.check(state.version)?;
             if state.profile.is_none() {
@@ -181,13 +190,14 @@ impl Locked<'_> {
             change.job = Write::Remove;
             Ok(Some(change))
         })
-        .await
-        .map(|_| ())
+        .await?
+        .map(|applied| applied.version)
+        .ok_or_else(|| Error::internal("a delete committed nothing"))
     }
 
     /// Deletes one of the user's media items; if it is the active one, the profile
-    /// image too (a new version).
-    pub async fn delete_media(&self, media_id: &str) -> Result<()> {
+    /// image too (a new version). The user's version after it.
+    pub async fn delete_media(&self, media_id: &str) -> Result<u64> {
         self.apply(EventKind::Deleted, |state| {
             let mut change = Change::on(self.user, state);
             change.media.push(MediaWrite::Remove(media_id.to_owned()));
@@ -201,8 +211,9 @@ impl Locked<'_> {
             }
             Ok(Some(change))
         })
-        .await
-        .map(|_| ())
+        .await?
+        .map(|applied| applied.version)
+        .ok_or_else(|| Error::internal("a media delete committed nothing"))
     }
 
     /// Records a URL to download as a new version in DOWNLOADING, with its job.
@@ -240,7 +251,7 @@ impl Locked<'_> {
             })
             .await?;
         let view = done
-            .and_then(|view| view)
+            .and_then(|applied| applied.view)
             .ok_or_else(|| Error::internal("a download began with no state"))?;
         let job = DownloadJob {
             user: self.user.clone(),
@@ -340,12 +351,12 @@ impl Locked<'_> {
     /// Reads the state, lets `decide` turn it into a change (None: nothing to do), and
     /// commits it; decides again if another writer changed the state meanwhile. A
     /// change that writes the profile publishes one event of `kind`. Returns None when
-    /// nothing was done, else the state after the change (None = no profile).
+    /// nothing was done, else what the change left.
     async fn apply(
         &self,
         kind: EventKind,
         decide: impl Fn(&UserState) -> Result<Option<Change>>,
-    ) -> Result<Option<Option<ProfileView>>> {
+    ) -> Result<Option<Applied>> {
         let _timer = StageTimer::new("commit");
         for _ in 0..CONFLICT_ATTEMPTS {
             let state = self.state().await?;
@@ -358,6 +369,7 @@ impl Locked<'_> {
             };
             let after = self.state_after(&state, &change).await?;
             let writes_profile = change.profile != Write::Keep;
+            let version = change.version.unwrap_or(state.version);
             match self.owner.meta.commit(change).await {
                 Ok(committed) => {
                     let view =
@@ -370,7 +382,7 @@ impl Locked<'_> {
                             view.clone(),
                         )?;
                     }
-                    return Ok(Some(view));
+                    return Ok(Some(Applied { view, version }));
                 }
                 Err(Error::Conflict) => {}
                 Err(error) => return Err(error),

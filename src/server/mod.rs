@@ -10,6 +10,8 @@ use tonic::transport::server::TcpIncoming;
 mod metrics;
 
 use crate::api::ProfileImageApi;
+use crate::api::limits::Limits;
+use crate::auth::{AuthInterceptor, Authenticator};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jobs::Downloads;
@@ -94,15 +96,23 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    let authenticator = Arc::new(Authenticator::start(&config, shutdown.clone()).await?);
+    let limits = Arc::new(Limits::new(&config));
+    limits.forget_idle_callers(shutdown.clone());
     let api = ProfileImageApi::new(
         profiles,
         downloads.clone(),
         events.clone(),
+        limits,
         config.upload_idle_timeout,
     );
-    let service = ProfileImageServiceServer::new(api)
-        .max_decoding_message_size(max_decoding_message_bytes(config.max_upload_bytes))
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Every call of the service is authenticated; health and reflection are not.
+    let service = tonic::service::interceptor::InterceptedService::new(
+        ProfileImageServiceServer::new(api)
+            .max_decoding_message_size(max_decoding_message_bytes(config.max_upload_bytes))
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        AuthInterceptor::new(authenticator),
+    );
 
     let address = listener.local_addr().map_err(Error::internal)?;
     tracing::info!("listening on {address}");

@@ -19,7 +19,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::Hub;
 use crate::error::Result;
-use crate::model::{Event, EventKind, ProfileView, UserId};
+use crate::model::{Event, EventKind, ProfileView, TenantId, UserId};
 use crate::telemetry;
 
 /// Where a watcher's snapshots come from: the current state of a user's profile.
@@ -34,8 +34,11 @@ type PendingSnapshot = Pin<Box<dyn Future<Output = Result<Arc<Event>>> + Send>>;
 /// What a watcher asked for.
 #[derive(Debug, Clone)]
 pub struct WatchRequest {
-    /// None = every user.
+    /// None = every user of `tenant`.
     pub user: Option<UserId>,
+    /// The watcher's tenant: the all-users feed carries other tenants' events too, and
+    /// they are not sent.
+    pub tenant: TenantId,
     pub until_complete: bool,
     /// Resume after this sequence (None = start from a snapshot).
     pub after_sequence: Option<u64>,
@@ -74,10 +77,11 @@ pub async fn watch(
 }
 
 fn wants(request: &WatchRequest, event: &Event) -> bool {
-    request
-        .user
-        .as_ref()
-        .is_none_or(|user| event.user.as_ref() == Some(user))
+    match (&request.user, &event.user) {
+        (Some(watched), Some(user)) => watched == user,
+        (None, Some(user)) => user.tenant() == &request.tenant,
+        (_, None) => false,
+    }
 }
 
 /// The current state as a snapshot event. For the all-users feed, a marker with no

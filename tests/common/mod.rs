@@ -1,5 +1,12 @@
 //! Test harness: runs the real `profile-image` binary on 127.0.0.1:0 with a temporary
 //! data dir and talks to it through the generated client.
+//!
+//! Authentication is on (`--auth jwt`, the default): every server the harness starts
+//! verifies tokens with the harness's HS256 secret ([`harness_secret_file`], given by
+//! env var, so a test's own `--jwt-*` flags still win), and its clients call as an admin
+//! of the `default` tenant ([`admin_token`]), since the tests act on many users. The
+//! per-caller limits are off by env var too (tests that check them set their own);
+//! [`Server::start_plain`] starts a server with none of this.
 
 #![allow(dead_code)]
 
@@ -12,12 +19,112 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use profile_image::auth::token::NewToken;
 use profile_image::pb::profile_image_service_client::ProfileImageServiceClient;
 use profile_image::pb::{self, upload_profile_image_request::Payload};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-pub type Client = ProfileImageServiceClient<Channel>;
+pub type Client = ProfileImageServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// The harness's HS256 secret.
+const HARNESS_SECRET: &str = "profile-image test harness secret";
+
+/// A file holding the harness's HS256 secret (written once per test binary).
+pub fn harness_secret_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join("harness-hs256.secret");
+        let temp = dir.join(format!("harness-hs256.secret.{}", std::process::id()));
+        std::fs::write(&temp, format!("{HARNESS_SECRET}\n")).expect("write secret");
+        std::fs::rename(&temp, &path).expect("place secret");
+        path
+    })
+}
+
+/// A token signed with the harness secret, valid for an hour.
+pub fn token_for(user: &str, tenant: Option<&str>, admin: bool) -> String {
+    NewToken::new(user, tenant, admin, Duration::from_secs(3600))
+        .sign_hs256(HARNESS_SECRET.as_bytes())
+        .expect("sign token")
+}
+
+/// The token harness clients call with: an admin of the `default` tenant.
+pub fn admin_token() -> String {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| token_for("test-harness", None, true))
+        .clone()
+}
+
+/// Env vars every harness server gets (before the test's own, which win).
+fn harness_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "PROFILE_IMAGE_JWT_HS256_SECRET_FILE",
+            harness_secret_file().display().to_string(),
+        ),
+        ("PROFILE_IMAGE_RATE_LIMIT_PER_MINUTE", "0".into()),
+        ("PROFILE_IMAGE_MAX_WATCHES_PER_CALLER", "0".into()),
+        ("PROFILE_IMAGE_MAX_UPLOADS_PER_CALLER", "0".into()),
+    ]
+}
+
+/// A token from `profile-image token --data-dir DIR ARGS...` (signed with the secret a
+/// server without a configured key created in its data dir).
+pub fn token_from_data_dir(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_profile-image"))
+        .arg("token")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("PROFILE_IMAGE_JWT_HS256_SECRET_FILE")
+        .output()
+        .expect("run profile-image token");
+    assert!(
+        output.status.success(),
+        "profile-image token failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8 token")
+        .trim()
+        .to_owned()
+}
+
+/// Sends `authorization: Bearer TOKEN` with every call (nothing when None).
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(token: Option<&str>) -> Self {
+        Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client on `channel` calling with `token` (None: no authorization at all).
+pub fn client_on(channel: Channel, token: Option<&str>) -> Client {
+    ProfileImageServiceClient::with_interceptor(channel, Bearer::new(token))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
 
 /// A file of the shared corpus.
 pub fn corpus(relative: &str) -> PathBuf {
@@ -51,9 +158,19 @@ impl Server {
 
     /// Starts a server with these flags and these environment variables set.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_fresh(args, env, true).await
+    }
+
+    /// Starts a server as an operator would, without the harness's secret or limits:
+    /// with no key flag, it creates its own secret in its data dir.
+    pub async fn start_plain(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_fresh(args, env, false).await
+    }
+
+    async fn start_fresh(args: &[&str], env: &[(&str, &str)], harness: bool) -> Server {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
-        let mut server = Self::spawn(&data_dir, args, env);
+        let mut server = Self::spawn(&data_dir, args, env, harness);
         server._temp = Some(temp);
         server.wait_ready().await;
         server
@@ -61,18 +178,23 @@ impl Server {
 
     /// Starts a server on an existing data dir (restart tests).
     pub async fn start_on(data_dir: &Path, args: &[&str]) -> Server {
-        let mut server = Self::spawn(data_dir, args, &[]);
+        let mut server = Self::spawn(data_dir, args, &[], true);
         server.wait_ready().await;
         server
     }
 
-    fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
+    fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)], harness: bool) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_profile-image"));
+        command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info");
+        if harness {
+            command.envs(harness_env());
+        }
+        let mut child = command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -124,13 +246,17 @@ impl Server {
             .expect("url")
             .connect()
             .await?;
-        Ok(ProfileImageServiceClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20))
+        Ok(client_on(channel, Some(&admin_token())))
     }
 
+    /// A client calling as an admin of the `default` tenant.
     pub async fn client(&self) -> Client {
         self.try_client().await.expect("connect to server")
+    }
+
+    /// A client calling with `token` (None: without authorization metadata).
+    pub async fn client_with(&self, token: Option<&str>) -> Client {
+        client_on(self.channel().await, token)
     }
 
     pub async fn channel(&self) -> Channel {
@@ -229,9 +355,7 @@ pub async fn connect(url: String) -> Client {
         .connect()
         .await
         .expect("connect");
-    ProfileImageServiceClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
+    client_on(channel, Some(&admin_token()))
 }
 
 /// SetProfileImage with an inline image.

@@ -2,7 +2,7 @@
 alone, through grpcio-reflection's descriptor database, as grpcurl does: no generated
 code and no .proto. Used by tests/reflection.rs.
 
-    python reflection_client.py HOST:PORT USER
+    python reflection_client.py HOST:PORT USER TOKEN
 
 Prints the services, one per line, then `---`, then the reply as JSON.
 """
@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 SERVICE = "profileimage.v1.ProfileImageService"
 
 
-def main(target: str, user: str) -> None:
+def main(target: str, user: str, token: str) -> None:
     with grpc.insecure_channel(target) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         for service in database.get_services():
@@ -36,8 +36,9 @@ def main(target: str, user: str) -> None:
             response_deserializer=response_class.FromString,
         )
         request = json_format.ParseDict({"user_id": user, "metadata_only": True}, request_class())
-        print(json_format.MessageToJson(call(request, timeout=30)))
+        reply = call(request, timeout=30, metadata=(("authorization", f"Bearer {token}"),))
+        print(json_format.MessageToJson(reply))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

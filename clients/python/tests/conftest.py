@@ -4,6 +4,9 @@ and a local HTTP origin serving the shared corpus for URL downloads.
 PROFILE_IMAGE_BIN names the server binary, PROFILE_IMAGE_CORPUS the corpus directory and
 PROFILE_IMAGE_TLS the directory of the test TLS certificates (tests/python_client.rs sets
 all three).
+
+Authentication is on: the server starts with no key configured, so it creates its own
+secret in its data dir, and ``profile-image token`` signs the tests' tokens with it.
 """
 
 from __future__ import annotations
@@ -31,9 +34,32 @@ def corpus() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address (host:port) of a server allowed to download from 127.0.0.1."""
-    data_dir = tmp_path_factory.mktemp("server") / "data"
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server") / "data"
+
+
+def make_token(data_dir: Path, *args: str) -> str:
+    """``profile-image token --data-dir DATA_DIR ARGS...``: a token the server accepts."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PROFILE_IMAGE_JWT")}
+    return subprocess.run(
+        [os.environ["PROFILE_IMAGE_BIN"], "token", "--data-dir", str(data_dir), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment,
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def token(server: str, data_dir: Path) -> str:
+    """An admin's token: the tests act on many users."""
+    return make_token(data_dir, "--user", "py-tests", "--admin")
+
+
+@pytest.fixture(scope="session")
+def server(data_dir: Path) -> Iterator[str]:
+    """The address (host:port) of a server allowed to download from 127.0.0.1, with no
+    rate limit (the tests change images back to back)."""
     process = subprocess.Popen(
         [
             os.environ["PROFILE_IMAGE_BIN"],
@@ -44,6 +70,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             str(data_dir),
             "--fetch-allow-cidr",
             "127.0.0.0/8",
+            "--rate-limit-per-minute",
+            "0",
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

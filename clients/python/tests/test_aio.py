@@ -13,9 +13,9 @@ from profileimage import AsyncClient, Client, ProfileImageError, pb
 from conftest import Proxy
 
 
-def test_async_upload_get_list_and_delete(server: str, corpus: Path, user: str) -> None:
+def test_async_upload_get_list_and_delete(server: str, corpus: Path, user: str, token: str) -> None:
     async def scenario() -> tuple[pb.ProfileImage, pb.ProfileImage, list[str], list[str]]:
-        async with AsyncClient(server) as client:
+        async with AsyncClient(server, token=token) as client:
             uploaded = await client.upload_file(user, corpus / "camera/olympus_12mp.jpg")
             webp = await client.get(user, size=256, format="webp")
             listed = [media.media_id async for media in client.list_media(user)]
@@ -30,10 +30,10 @@ def test_async_upload_get_list_and_delete(server: str, corpus: Path, user: str) 
 
 
 def test_async_watch_ends_when_the_download_is_ready(
-    server: str, origin: str, user: str
+    server: str, origin: str, user: str, token: str
 ) -> None:
     async def scenario() -> list[pb.WatchStatusResponse]:
-        async with AsyncClient(server) as client:
+        async with AsyncClient(server, token=token) as client:
             await client.set_from_url(user, f"{origin}/photos/logo.png")
             return [event async for event in client.watch(user, until_complete=True)]
 
@@ -43,10 +43,10 @@ def test_async_watch_ends_when_the_download_is_ready(
 
 
 def test_async_wait_until_complete_returns_the_ready_state(
-    server: str, origin: str, user: str
+    server: str, origin: str, user: str, token: str
 ) -> None:
     async def scenario() -> pb.ProfileImage | None:
-        async with AsyncClient(server) as client:
+        async with AsyncClient(server, token=token) as client:
             await client.set_from_url(user, f"{origin}/photos/rocket.jpg")
             return await client.wait_until_complete(user, timeout=30)
 
@@ -54,9 +54,9 @@ def test_async_wait_until_complete_returns_the_ready_state(
     assert final is not None and final.status == pb.STATUS_READY
 
 
-def test_async_errors_carry_code_and_violations(server: str, user: str) -> None:
+def test_async_errors_carry_code_and_violations(server: str, user: str, token: str) -> None:
     async def scenario() -> None:
-        async with AsyncClient(server) as client:
+        async with AsyncClient(server, token=token) as client:
             await client.set_from_url(user, "not a url")
 
     with pytest.raises(ProfileImageError) as error:
@@ -67,12 +67,12 @@ def test_async_errors_carry_code_and_violations(server: str, user: str) -> None:
 
 
 def test_async_watch_resumes_after_a_dropped_connection(
-    server: str, proxy: Proxy, corpus: Path, user: str
+    server: str, proxy: Proxy, corpus: Path, user: str, token: str
 ) -> None:
     async def scenario() -> tuple[pb.WatchStatusResponse, pb.WatchStatusResponse, int]:
-        with Client(server) as direct:
+        with Client(server, token=token) as direct:
             direct.set_inline(user, (corpus / "photos/rocket.jpg").read_bytes())
-            async with AsyncClient(proxy.address) as through_proxy:
+            async with AsyncClient(proxy.address, token=token) as through_proxy:
                 events = through_proxy.watch(user)
                 snapshot = await anext(events)
                 proxy.cut()

@@ -11,7 +11,7 @@ import pytest
 
 from profileimage import Client, ProfileImageError, pb
 
-from conftest import Proxy
+from conftest import Proxy, make_token
 
 JPEG = b"\xff\xd8\xff"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -19,10 +19,10 @@ BIG_PHOTO = "camera/olympus_12mp.jpg"  # 2.9 MB: three 1 MiB chunks
 
 
 def test_upload_file_streams_a_big_photo_in_chunks_and_reports_progress(
-    server: str, corpus: Path, user: str
+    server: str, corpus: Path, user: str, token: str
 ) -> None:
     seen: list[tuple[int, int | None]] = []
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         image = client.upload_file(
             user, corpus / BIG_PHOTO, progress=lambda sent, total: seen.append((sent, total))
         )
@@ -33,15 +33,19 @@ def test_upload_file_streams_a_big_photo_in_chunks_and_reports_progress(
     assert all(total == size for _, total in seen)
 
 
-def test_upload_from_a_file_object_with_a_crop(server: str, corpus: Path, user: str) -> None:
+def test_upload_from_a_file_object_with_a_crop(
+    server: str, corpus: Path, user: str, token: str
+) -> None:
     data = (corpus / "photos/rocket.jpg").read_bytes()
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         image = client.upload(user, io.BytesIO(data), crop=(10, 20, 200))
     assert (image.crop.x, image.crop.y, image.crop.size) == (10, 20, 200)
 
 
-def test_get_returns_the_size_and_format_asked_for(server: str, corpus: Path, user: str) -> None:
-    with Client(server) as client:
+def test_get_returns_the_size_and_format_asked_for(
+    server: str, corpus: Path, user: str, token: str
+) -> None:
+    with Client(server, token=token) as client:
         client.upload_file(user, str(corpus / "photos/rocket.jpg"))
         png = client.get(user, size=64, format="png")
         jpeg = client.get(user, size=128, format="jpeg")
@@ -53,9 +57,9 @@ def test_get_returns_the_size_and_format_asked_for(server: str, corpus: Path, us
 
 
 def test_set_inline_crop_and_set_from_media_make_new_versions(
-    server: str, corpus: Path, user: str
+    server: str, corpus: Path, user: str, token: str
 ) -> None:
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         first = client.set_inline(user, (corpus / "photos/rocket.jpg").read_bytes())
         second = client.set_inline(user, (corpus / "photos/logo.png").read_bytes())
         cropped = client.crop(user, (0, 0, 100))
@@ -66,9 +70,9 @@ def test_set_inline_crop_and_set_from_media_make_new_versions(
 
 
 def test_list_media_iterates_over_every_page_newest_first(
-    server: str, corpus: Path, user: str
+    server: str, corpus: Path, user: str, token: str
 ) -> None:
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         ids = [
             client.set_inline(user, (corpus / name).read_bytes()).media_id
             for name in ("photos/rocket.jpg", "photos/logo.png", "photos/chelsea.png")
@@ -78,9 +82,9 @@ def test_list_media_iterates_over_every_page_newest_first(
 
 
 def test_delete_then_delete_media_removes_image_and_item(
-    server: str, corpus: Path, user: str
+    server: str, corpus: Path, user: str, token: str
 ) -> None:
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         image = client.upload_file(user, corpus / "photos/rocket.jpg")
         client.delete(user)
         with pytest.raises(ProfileImageError) as missing:
@@ -92,9 +96,9 @@ def test_delete_then_delete_media_removes_image_and_item(
 
 
 def test_a_crop_outside_the_image_is_invalid_argument_with_its_violation(
-    server: str, corpus: Path, user: str
+    server: str, corpus: Path, user: str, token: str
 ) -> None:
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         client.upload_file(user, corpus / "photos/rocket.jpg")
         with pytest.raises(ProfileImageError) as error:
             client.crop(user, (0, 0, 100_000))
@@ -107,18 +111,18 @@ def test_a_crop_outside_the_image_is_invalid_argument_with_its_violation(
 
 
 def test_bytes_that_are_no_image_are_refused_as_invalid_file_format(
-    server: str, user: str
+    server: str, user: str, token: str
 ) -> None:
-    with Client(server) as client, pytest.raises(ProfileImageError) as error:
+    with Client(server, token=token) as client, pytest.raises(ProfileImageError) as error:
         client.upload(user, b"this is not an image")
     assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "invalid-file-format" in [v.reason for v in error.value.violations]
 
 
 def test_watch_until_complete_ends_when_the_download_is_ready(
-    server: str, origin: str, user: str
+    server: str, origin: str, user: str, token: str
 ) -> None:
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         accepted = client.set_from_url(user, f"{origin}/photos/rocket.jpg")
         events = list(client.watch(user, until_complete=True))
     assert accepted.status == pb.STATUS_DOWNLOADING
@@ -128,9 +132,9 @@ def test_watch_until_complete_ends_when_the_download_is_ready(
 
 
 def test_wait_until_complete_returns_the_failed_state_of_a_bad_download(
-    server: str, origin: str, user: str
+    server: str, origin: str, user: str, token: str
 ) -> None:
-    with Client(server) as client:
+    with Client(server, token=token) as client:
         client.set_from_url(user, f"{origin}/no-such-file.jpg")
         final = client.wait_until_complete(user, timeout=30)
     assert final is not None and final.status == pb.STATUS_FAILED
@@ -138,9 +142,9 @@ def test_wait_until_complete_returns_the_failed_state_of_a_bad_download(
 
 
 def test_watch_resumes_after_a_dropped_connection_and_replays_the_missed_event(
-    server: str, proxy: Proxy, corpus: Path, user: str
+    server: str, proxy: Proxy, corpus: Path, user: str, token: str
 ) -> None:
-    with Client(server) as direct, Client(proxy.address) as through_proxy:
+    with Client(server, token=token) as direct, Client(proxy.address, token=token) as through_proxy:
         direct.set_inline(user, (corpus / "photos/rocket.jpg").read_bytes())
         events = through_proxy.watch(user)
         snapshot = next(events)
@@ -156,13 +160,27 @@ def test_watch_resumes_after_a_dropped_connection_and_replays_the_missed_event(
 
 
 def test_https_speaks_tls_and_checks_the_certificate(
-    tls_proxy: str, tls_dir: Path, corpus: Path, user: str
+    tls_proxy: str, tls_dir: Path, corpus: Path, user: str, token: str
 ) -> None:
     ca = (tls_dir / "ca.crt").read_bytes()
-    with Client(f"https://{tls_proxy}", root_certificates=ca) as client:
+    with Client(f"https://{tls_proxy}", root_certificates=ca, token=token) as client:
         image = client.upload_file(user, corpus / "photos/rocket.jpg")
         assert client.get_metadata(user).version == image.version
     with Client(f"https://{tls_proxy}", timeout=5) as untrusted:
         with pytest.raises(ProfileImageError) as error:
             untrusted.get_metadata(user)
     assert error.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_user_may_read_another_users_image_but_not_change_it(
+    server: str, data_dir: Path, corpus: Path, user: str, token: str
+) -> None:
+    with Client(server, token=token) as admin:
+        admin.set_inline(user, (corpus / "photos/rocket.jpg").read_bytes())
+    other = make_token(data_dir, "--user", f"{user}-other")
+    with Client(server, token=other) as client:
+        assert client.get(user, size=64).user_id == user
+        with pytest.raises(ProfileImageError) as error:
+            client.delete(user)
+    assert error.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert error.value.reason == "not-owner"

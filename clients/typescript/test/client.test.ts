@@ -33,11 +33,14 @@ describe("ProfileImageClient against the real server", () => {
   let server: RunningServer;
   let origin: Origin;
   let client: ProfileImageClient;
+  let adminToken: string;
 
   before(async () => {
     server = await startServer();
     origin = await startOrigin();
-    client = new ProfileImageClient(server.url);
+    // An admin's token: the tests act on many users.
+    adminToken = server.token("--user", "ts-tests", "--admin");
+    client = new ProfileImageClient(server.url, { token: adminToken });
   });
 
   after(async () => {
@@ -180,7 +183,9 @@ describe("ProfileImageClient against the real server", () => {
     await client.setInline(user, await readFile(corpusFile("photos/rocket.jpg")));
     const proxy = await startProxy(server.url);
     const abort = new AbortController();
-    const events = new ProfileImageClient(proxy.url).watch(user, { signal: abort.signal });
+    const events = new ProfileImageClient(proxy.url, { token: adminToken }).watch(user, {
+      signal: abort.signal,
+    });
     try {
       const snapshot = (await events.next()).value;
       assert.equal(snapshot?.type, EventType.SNAPSHOT);
@@ -200,11 +205,27 @@ describe("ProfileImageClient against the real server", () => {
     }
   });
 
+  test("a user may read another user's image but not change it", async () => {
+    const user = newUser();
+    await client.setInline(user, await readFile(corpusFile("photos/rocket.jpg")));
+    const other = new ProfileImageClient(server.url, { token: server.token("--user", `${user}-other`) });
+    assert.equal((await other.getMetadata(user)).userId, user);
+    await assert.rejects(other.delete(user), (error: unknown) => {
+      assert.ok(error instanceof ProfileImageError);
+      assert.equal(error.code, Code.PermissionDenied);
+      assert.equal(error.reason, "not-owner");
+      return true;
+    });
+  });
+
   test("https speaks TLS and checks the certificate", async () => {
     const proxy = await startTlsProxy(server.url);
     try {
       const user = newUser();
-      const trusting = new ProfileImageClient(proxy.url, { ca: await readFile(`${tlsDir}/ca.crt`) });
+      const trusting = new ProfileImageClient(proxy.url, {
+        ca: await readFile(`${tlsDir}/ca.crt`),
+        token: adminToken,
+      });
       const image = await trusting.upload(user, corpusFile("photos/rocket.jpg"));
       assert.equal((await trusting.getMetadata(user)).version, image.version);
       await assert.rejects(new ProfileImageClient(proxy.url, { timeoutMs: 5_000 }).getMetadata(user), (error: unknown) => {

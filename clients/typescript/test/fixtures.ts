@@ -1,8 +1,11 @@
 // Test fixtures: the real profile-image server binary on 127.0.0.1:0 with a temporary
 // data dir (PROFILE_IMAGE_BIN), and a local HTTP origin serving the corpus
 // (PROFILE_IMAGE_CORPUS) for URL downloads. tests/typescript_client.rs sets both.
+//
+// Authentication is on: the server starts with no key configured, so it creates its own
+// secret in its data dir, and `profile-image token` signs the tests' tokens with it.
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFile, mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
@@ -25,6 +28,8 @@ export function newUser(): string {
 
 export interface RunningServer {
   readonly url: string;
+  /** `profile-image token ARGS...` against the server's data dir: a token it accepts. */
+  token(...args: string[]): string;
   stop(): Promise<void>;
 }
 
@@ -36,7 +41,18 @@ export async function startServer(): Promise<RunningServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "profile-image-ts-"));
   const child: ChildProcess = spawn(
     binary,
-    ["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dataDir, "data"), "--fetch-allow-cidr", "127.0.0.0/8"],
+    [
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      join(dataDir, "data"),
+      "--fetch-allow-cidr",
+      "127.0.0.0/8",
+      // The tests change images back to back.
+      "--rate-limit-per-minute",
+      "0",
+    ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   const address = await new Promise<string>((resolve, reject) => {
@@ -49,8 +65,17 @@ export async function startServer(): Promise<RunningServer> {
     });
     child.on("exit", (code) => reject(new Error(`the server exited (${code}) before listening`)));
   });
+  const environment = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith("PROFILE_IMAGE_JWT")),
+  );
   return {
     url: `http://${address}`,
+    token(...args: string[]): string {
+      return execFileSync(binary, ["token", "--data-dir", join(dataDir, "data"), ...args], {
+        encoding: "utf8",
+        env: environment,
+      }).trim();
+    },
     async stop() {
       const exited = new Promise((resolve) => child.on("exit", resolve));
       child.kill("SIGTERM");

@@ -6,7 +6,9 @@ use prost::Message;
 
 use super::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord};
 use super::tx::Tx;
-use super::{LocalStore, TxResult, abort, be_u64, decode_opt, user_media_key, user_media_prefix};
+use super::{
+    LocalStore, TxResult, abort, be_u64, decode_opt, user_key, user_media_key, user_media_prefix,
+};
 use crate::error::{Error, Result};
 use crate::model::{DownloadJob, Media, Profile, Rendition, UserId, UserState};
 use crate::store::{Change, Committed, MediaWrite, MetadataStore, Write};
@@ -14,15 +16,15 @@ use crate::store::{Change, Committed, MediaWrite, MetadataStore, Write};
 #[async_trait]
 impl MetadataStore for LocalStore {
     async fn user_state(&self, user: &UserId) -> Result<UserState> {
-        let version = self.versions.get(user.as_str())?.map_or(0, |v| be_u64(&v));
-        let profile = decode_opt::<ProfileRecord>(self.profiles.get(user.as_str())?)?
+        let version = self.versions.get(user_key(user))?.map_or(0, |v| be_u64(&v));
+        let profile = decode_opt::<ProfileRecord>(self.profiles.get(user_key(user))?)?
             .map(Profile::try_from)
             .transpose()?;
         let media = match profile.as_ref().and_then(|p| p.media_id.as_deref()) {
             Some(id) => self.media_blocking(id)?,
             None => None,
         };
-        let job = decode_opt::<JobRecord>(self.jobs.get(user.as_str())?)?
+        let job = decode_opt::<JobRecord>(self.jobs.get(user_key(user))?)?
             .map(DownloadJob::try_from)
             .transpose()?;
         Ok(UserState {
@@ -107,7 +109,7 @@ impl MetadataStore for LocalStore {
                     return Ok(false);
                 }
                 stored.attempts = attempts;
-                tx.put_job(&stored)?;
+                tx.put_job(&user, &stored)?;
                 Ok(true)
             })
         })
@@ -220,7 +222,7 @@ fn apply(tx: &Tx<'_>, change: &Change) -> TxResult<bool> {
     }
     match &change.job {
         Write::Keep => {}
-        Write::Put(job) => tx.put_job(&JobRecord::from(job))?,
+        Write::Put(job) => tx.put_job(user, &JobRecord::from(job))?,
         Write::Remove => tx.remove_job(user)?,
     }
     Ok(released)

@@ -1,7 +1,7 @@
 //! Moves data kept by older versions of the service to today's layout, once, at open.
 
 use super::blobs::LocalBlobs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Moves blobs an older version kept inside sled (tree `blob_chunks`: hash ++ chunk
 /// index -> bytes) to files, once.
@@ -35,5 +35,36 @@ pub(super) fn chunks_to_files(db: &sled::Db, blobs: &LocalBlobs) -> Result<()> {
     db.flush()?;
     db.drop_tree(LEGACY_TREE)?;
     tracing::info!(blobs = moved, "moved image bytes from sled to blob files");
+    Ok(())
+}
+
+/// The layout this version writes. 1 (never recorded): users keyed by bare id. 2: users
+/// of tenants other than `default` keyed `0x01 tenant 0x00 id`, and records carry their
+/// tenant; a layout-1 store is a valid layout-2 store whose users are all in `default`.
+pub const SCHEMA_VERSION: u64 = 2;
+const META_TREE: &[u8] = b"meta";
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Records [`SCHEMA_VERSION`] in the store, and refuses a store written by a newer
+/// version of the service (whose layout this one would misread or damage).
+pub(super) fn record_schema_version(db: &sled::Db) -> Result<()> {
+    let meta = db.open_tree(META_TREE)?;
+    let stored = meta
+        .get(SCHEMA_KEY)?
+        .map_or(1, |v| super::be_u64(v.as_ref()));
+    if stored > SCHEMA_VERSION {
+        return Err(Error::internal(format!(
+            "the data dir has schema version {stored}, written by a newer version of the \
+             service; this one reads up to {SCHEMA_VERSION}"
+        )));
+    }
+    if stored < SCHEMA_VERSION {
+        meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+        tracing::info!(
+            from = stored,
+            to = SCHEMA_VERSION,
+            "recorded the store's schema version"
+        );
+    }
     Ok(())
 }

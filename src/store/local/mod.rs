@@ -110,6 +110,7 @@ impl LocalStore {
             db.open_tree("blob_pending")?,
         )?;
         migrate::chunks_to_files(&db, &blobs)?;
+        migrate::record_schema_version(&db)?;
         let store = LocalStore {
             profiles: db.open_tree("profiles")?,
             versions: db.open_tree("versions")?,
@@ -193,9 +194,32 @@ impl LocalStore {
     }
 }
 
+/// Marks a key of a user outside the `default` tenant. Neither user ids nor tenants
+/// contain control characters, so no `default` user's key starts with it.
+const TENANT_KEY_MARK: u8 = 0x01;
+
+/// A user's key in the per-user trees: the bare id for the `default` tenant (the layout
+/// before tenants existed, so such a data dir opens unchanged), else
+/// `0x01 tenant 0x00 id`. Since neither part contains a control byte, one user's key
+/// (or its `key 0x00` media prefix) is never a prefix of another user's.
+fn user_key(user: &UserId) -> Vec<u8> {
+    let id = user.as_str().as_bytes();
+    let tenant = user.tenant();
+    if tenant.is_default() {
+        return id.to_vec();
+    }
+    let tenant = tenant.as_str().as_bytes();
+    let mut key = Vec::with_capacity(tenant.len() + id.len() + 2);
+    key.push(TENANT_KEY_MARK);
+    key.extend_from_slice(tenant);
+    key.push(0);
+    key.extend_from_slice(id);
+    key
+}
+
 fn user_media_prefix(user: &UserId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(user.as_str().len() + 9);
-    key.extend_from_slice(user.as_str().as_bytes());
+    let mut key = user_key(user);
+    key.reserve(9);
     key.push(0);
     key
 }

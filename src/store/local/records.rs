@@ -5,7 +5,7 @@
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::model::{self, Crop, CropRequest, ImageFormat, Source, Status, UserId};
+use crate::model::{self, Crop, CropRequest, ImageFormat, Source, Status, TenantId, UserId};
 
 /// A content-addressed blob: its BLAKE3 hash and length.
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -78,6 +78,9 @@ pub struct MediaRecord {
     pub original: BlobRef,
     #[prost(message, repeated, tag = "14")]
     pub renditions: Vec<RenditionRecord>,
+    /// The owner's tenant; empty = `default` (records written before tenants existed).
+    #[prost(string, tag = "15")]
+    pub tenant: String,
 }
 
 impl MediaRecord {
@@ -131,6 +134,9 @@ pub struct DownloadJob {
     /// 0 = no crop requested (largest centred square).
     #[prost(uint32, tag = "7")]
     pub crop_size: u32,
+    /// The user's tenant; empty = `default` (records written before tenants existed).
+    #[prost(string, tag = "8")]
+    pub tenant: String,
 }
 
 fn corrupt(what: &str) -> Error {
@@ -213,8 +219,21 @@ fn status_from_record(status: i32) -> Result<Status> {
     }
 }
 
-fn user_from_record(raw: &str) -> Result<UserId> {
-    UserId::parse("user_id", raw).map_err(|_| corrupt("user id"))
+fn user_from_record(tenant: &str, raw: &str) -> Result<UserId> {
+    let tenant = match tenant {
+        "" => TenantId::default_tenant(),
+        name => TenantId::parse("tenant", name).map_err(|_| corrupt("tenant"))?,
+    };
+    UserId::parse_in(&tenant, "user_id", raw).map_err(|_| corrupt("user id"))
+}
+
+/// The stored form of a user's tenant: empty for `default`, as records written before
+/// tenants existed have it.
+fn tenant_to_record(user: &UserId) -> String {
+    match user.tenant() {
+        tenant if tenant.is_default() => String::new(),
+        tenant => tenant.as_str().to_owned(),
+    }
 }
 
 impl From<&model::Media> for MediaRecord {
@@ -222,6 +241,7 @@ impl From<&model::Media> for MediaRecord {
         MediaRecord {
             media_id: media.id.clone(),
             user_id: media.user.as_str().to_owned(),
+            tenant: tenant_to_record(&media.user),
             seq: media.seq,
             width: media.width,
             height: media.height,
@@ -250,7 +270,7 @@ impl TryFrom<MediaRecord> for model::Media {
     type Error = Error;
     fn try_from(record: MediaRecord) -> Result<Self> {
         Ok(model::Media {
-            user: user_from_record(&record.user_id)?,
+            user: user_from_record(&record.tenant, &record.user_id)?,
             id: record.media_id,
             seq: record.seq,
             width: record.width,
@@ -328,6 +348,7 @@ impl From<&model::DownloadJob> for DownloadJob {
         });
         DownloadJob {
             user_id: job.user.as_str().to_owned(),
+            tenant: tenant_to_record(&job.user),
             version: job.version,
             url: job.url.clone(),
             attempts: job.attempts,
@@ -342,7 +363,7 @@ impl TryFrom<DownloadJob> for model::DownloadJob {
     type Error = Error;
     fn try_from(record: DownloadJob) -> Result<Self> {
         Ok(model::DownloadJob {
-            user: user_from_record(&record.user_id)?,
+            user: user_from_record(&record.tenant, &record.user_id)?,
             version: record.version,
             url: record.url,
             attempts: record.attempts,

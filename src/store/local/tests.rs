@@ -276,3 +276,89 @@ async fn media_pages_are_newest_first() {
         [records[2].seq, records[1].seq, records[0].seq]
     );
 }
+
+fn user_in(tenant: &str, id: &str) -> UserId {
+    let tenant = crate::model::TenantId::parse("tenant", tenant).unwrap();
+    UserId::parse_in(&tenant, "user_id", id).unwrap()
+}
+
+#[test]
+fn no_users_key_or_media_prefix_is_a_prefix_of_another_users() {
+    let users = [
+        user_in("default", "a"),
+        user_in("default", "ab"),
+        user_in("t", "a"),
+        user_in("t", "ab"),
+        user_in("ta", "b"),
+        user_in("default", "t"),
+    ];
+    assert_eq!(user_key(&users[0]), b"a", "default users keep the bare id");
+    for one in &users {
+        for other in users.iter().filter(|u| *u != one) {
+            let (key, prefix) = (user_media_prefix(one), user_media_prefix(other));
+            assert!(!prefix.starts_with(&key), "{one:?} / {other:?}");
+            assert_ne!(user_key(one), user_key(other), "{one:?} / {other:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_same_user_id_in_two_tenants_is_two_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let (acme, globex) = (user_in("acme", "alice"), user_in("globex", "alice"));
+    let blob = store.blobs.stage(b"x").unwrap();
+    let mut record = media_with(&store, blob.blob(), blob.blob());
+    record.tenant = "acme".into();
+    record.user_id = "alice".into();
+    store
+        .transact_blocking(|tx| tx.insert_media(&acme, &record))
+        .unwrap();
+    let mut change = Change::on(&acme, &UserState::default());
+    change.version = Some(3);
+    store.commit(change).await.unwrap();
+
+    assert_eq!(store.user_state(&acme).await.unwrap().version, 3);
+    assert_eq!(store.user_state(&globex).await.unwrap().version, 0);
+    assert_eq!(store.list_media(&acme, None, 10).await.unwrap().0.len(), 1);
+    assert!(
+        store
+            .list_media(&globex, None, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let stored = store.media(&record.media_id).await.unwrap().unwrap();
+    assert_eq!(stored.user, acme, "the media item keeps its owner's tenant");
+    assert_ne!(stored.user, globex);
+}
+
+#[test]
+fn the_schema_version_is_recorded_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let meta = store.db.open_tree("meta").unwrap();
+    let stored = meta.get("schema_version").unwrap().unwrap();
+    assert_eq!(be_u64(&stored), migrate::SCHEMA_VERSION);
+    meta.insert(
+        "schema_version",
+        &(migrate::SCHEMA_VERSION + 1).to_be_bytes(),
+    )
+    .unwrap();
+    store.db.flush().unwrap();
+    drop((meta, store));
+    let mut refused = None;
+    for _ in 0..100 {
+        match LocalStore::open(dir.path()) {
+            Ok(_) => panic!("a store of a newer schema opened"),
+            Err(error) if error.to_string().contains("schema version") => {
+                refused = Some(error);
+                break;
+            }
+            // The previous handle's threads may hold the file lock for a moment.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    assert!(refused.is_some(), "a store of a newer schema is refused");
+}

@@ -4,7 +4,7 @@ use prost::Message;
 use sled::transaction::TransactionalTree;
 
 use super::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord};
-use super::{TxResult, abort, be_u64, decode_opt, user_media_key};
+use super::{TxResult, abort, be_u64, decode_opt, user_key, user_media_key};
 use crate::model::UserId;
 
 /// The store's trees inside a transaction.
@@ -38,29 +38,29 @@ impl Tx<'_> {
     pub fn version(&self, user: &UserId) -> TxResult<u64> {
         Ok(self
             .versions()
-            .get(user.as_str())?
+            .get(user_key(user))?
             .map_or(0, |v| be_u64(&v)))
     }
 
     /// Records `version` as the user's last one.
     pub fn set_version(&self, user: &UserId, version: u64) -> TxResult<()> {
         self.versions()
-            .insert(user.as_str(), &version.to_be_bytes())?;
+            .insert(user_key(user), &version.to_be_bytes())?;
         Ok(())
     }
 
     pub fn profile(&self, user: &UserId) -> TxResult<Option<ProfileRecord>> {
-        decode_opt(self.profiles().get(user.as_str())?).or_else(abort)
+        decode_opt(self.profiles().get(user_key(user))?).or_else(abort)
     }
 
     pub fn put_profile(&self, user: &UserId, record: &ProfileRecord) -> TxResult<()> {
         self.profiles()
-            .insert(user.as_str(), record.encode_to_vec())?;
+            .insert(user_key(user), record.encode_to_vec())?;
         Ok(())
     }
 
     pub fn remove_profile(&self, user: &UserId) -> TxResult<()> {
-        self.profiles().remove(user.as_str())?;
+        self.profiles().remove(user_key(user))?;
         Ok(())
     }
 
@@ -104,18 +104,17 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn put_job(&self, job: &DownloadJob) -> TxResult<()> {
-        self.jobs()
-            .insert(job.user_id.as_str(), job.encode_to_vec())?;
+    pub fn put_job(&self, user: &UserId, job: &DownloadJob) -> TxResult<()> {
+        self.jobs().insert(user_key(user), job.encode_to_vec())?;
         Ok(())
     }
 
     pub fn job(&self, user: &UserId) -> TxResult<Option<DownloadJob>> {
-        decode_opt(self.jobs().get(user.as_str())?).or_else(abort)
+        decode_opt(self.jobs().get(user_key(user))?).or_else(abort)
     }
 
     pub fn remove_job(&self, user: &UserId) -> TxResult<()> {
-        self.jobs().remove(user.as_str())?;
+        self.jobs().remove(user_key(user))?;
         Ok(())
     }
 
