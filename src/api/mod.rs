@@ -2,8 +2,10 @@
 //! live here: field paths in errors, upload chunk assembly, encoded-once events.
 
 mod convert;
+mod read;
 mod service;
 mod upload;
 pub mod watch_codec;
 
+pub use read::MAX_BATCH_USERS;
 pub use service::ProfileImageApi;

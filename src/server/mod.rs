@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 mod coalesce;
+mod image_urls;
 mod metrics;
 
 use coalesce::Coalesced;
@@ -98,18 +99,23 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    // Logged before the HTTP listener's line: tools that take the first "listening on"
+    // line get the gRPC address.
+    let address = listener.local_addr().map_err(Error::internal)?;
+    tracing::info!("listening on {address}");
+    let image_urls = image_urls::start(&config, &profiles, shutdown.clone()).await?;
+
     let api = ProfileImageApi::new(
         profiles,
         downloads.clone(),
         events.clone(),
         config.upload_idle_timeout,
-    );
+    )
+    .with_image_urls(image_urls.urls.clone());
     let service = ProfileImageServiceServer::new(api)
         .max_decoding_message_size(max_decoding_message_bytes(config.max_upload_bytes))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-    let address = listener.local_addr().map_err(Error::internal)?;
-    tracing::info!("listening on {address}");
     let stopping = shutdown.clone();
     let serving = tonic::transport::Server::builder()
         .layer(metrics::GrpcMetricsLayer {
@@ -147,6 +153,7 @@ pub async fn serve(
     };
     watchdog.abort();
     upkeep.abort();
+    image_urls.stopped().await;
     downloads.stopped().await;
     // A stalled store must not keep the process from ending: bounded like the calls.
     match tokio::time::timeout(SHUTDOWN_GRACE, store.durable()).await {
