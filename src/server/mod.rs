@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 mod coalesce;
+mod grpc_web;
 mod image_urls;
 mod metrics;
 
@@ -118,6 +119,10 @@ pub async fn serve(
 
     let stopping = shutdown.clone();
     let serving = tonic::transport::Server::builder()
+        // gRPC-Web over HTTP/1.1 too, for browsers.
+        .accept_http1(true)
+        .layer(grpc_web::cors(&config.grpc_web_cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(metrics::GrpcMetricsLayer {
             enabled: config.metrics_listen.is_some(),
         })

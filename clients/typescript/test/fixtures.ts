@@ -36,7 +36,17 @@ export async function startServer(): Promise<RunningServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "profile-image-ts-"));
   const child: ChildProcess = spawn(
     binary,
-    ["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dataDir, "data"), "--fetch-allow-cidr", "127.0.0.0/8"],
+    [
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--http-listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      join(dataDir, "data"),
+      "--fetch-allow-cidr",
+      "127.0.0.0/8",
+    ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   const address = await new Promise<string>((resolve, reject) => {
