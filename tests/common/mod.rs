@@ -95,8 +95,11 @@ impl Server {
         let log_sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Kept before the address is handed over: a test that reads the logs once
+                // the server started finds the line that said so.
+                log_sink.lock().unwrap().push(line.clone());
                 // "listening on ADDR" (gRPC) comes first, "http listening on ADDR" after
-                // it when image URLs are on; a line that says it is ready ends startup.
+                // it when image URLs are on.
                 let http = line.contains("http listening on ");
                 if let Some(rest) = line.split("listening on ").nth(1)
                     && let Ok(addr) = rest.trim().trim_matches('"').parse::<SocketAddr>()
@@ -106,7 +109,6 @@ impl Server {
                 if line.contains("image URLs are off") {
                     let _ = addr_tx.send(None);
                 }
-                log_sink.lock().unwrap().push(line);
             }
         });
         let wait = || {
