@@ -37,6 +37,19 @@ fn main() {
     support::run_unless_filtered_out("http", run);
 }
 
+/// A child process stopped with SIGTERM when dropped (also when the bench panics):
+/// SIGKILL would leave nginx's workers running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Target {
     Nginx,
@@ -74,7 +87,7 @@ async fn run() {
     }
 
     let temp = tempfile::tempdir().expect("temp dir");
-    let (mut service, grpc, http) = start_service(&temp.path().join("data"));
+    let (service, grpc, http) = start_service(&temp.path().join("data"));
     let photo_bytes = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/corpus")
@@ -89,7 +102,7 @@ async fn run() {
     std::fs::create_dir_all(root.join("html")).expect("nginx dir");
     std::fs::write(root.join("html/256.jpg"), &image.data).expect("image file");
     let nginx_port = free_port();
-    let mut nginx = start_nginx(&root, nginx_port);
+    let nginx = start_nginx(&root, nginx_port);
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/256.jpg");
     for url in [&service_url, &nginx_url] {
         let (status, length) = probe(url);
@@ -152,16 +165,12 @@ async fn run() {
         );
     }
 
-    let _ = nginx.kill();
-    let _ = nginx.wait();
-    let _ = Command::new("kill")
-        .args(["-TERM", &service.id().to_string()])
-        .status();
-    let _ = service.wait();
+    drop(nginx);
+    drop(service);
 }
 
 /// The release binary with image URLs on a free port: the process, gRPC and HTTP addresses.
-fn start_service(data_dir: &Path) -> (Child, SocketAddr, SocketAddr) {
+fn start_service(data_dir: &Path) -> (Running, SocketAddr, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
         .args([
             "serve",
@@ -179,6 +188,7 @@ fn start_service(data_dir: &Path) -> (Child, SocketAddr, SocketAddr) {
         .spawn()
         .expect("start server");
     let stderr = child.stderr.take().expect("stderr");
+    let child = Running(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -242,7 +252,7 @@ fn free_port() -> u16 {
 }
 
 /// nginx in the foreground on 127.0.0.1:`port`, everything under `root`.
-fn start_nginx(root: &Path, port: u16) -> Child {
+fn start_nginx(root: &Path, port: u16) -> Running {
     let root = root.display();
     let config = format!(
         "worker_processes auto;
@@ -278,21 +288,21 @@ http {{
     );
     let path = format!("{root}/nginx.conf");
     std::fs::write(&path, config).expect("nginx.conf");
-    let mut child = Command::new("nginx")
-        .args(["-c", &path, "-p", &root.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nginx");
+    let child = Running(
+        Command::new("nginx")
+            .args(["-c", &path, "-p", &root.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx"),
+    );
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return child;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
     panic!("nginx did not start on port {port}");
 }
 
