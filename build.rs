@@ -38,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Image bytes travel as `Bytes` so serving a stored rendition does not copy it again.
         .bytes(".profileimage.v1")
+        // BatchGet's per-entry error: the google.rpc.Status tonic-types already has.
+        .extern_path(".google.rpc.Status", "::tonic_types::pb::Status")
         .build_server(false)
         .compile_fds(descriptors.clone())?;
     manual::Builder::new()

@@ -23,6 +23,10 @@
 //!   GET_BENCH_ROUNDS             repeat the whole table                       [1]
 //!   GET_BENCH_PHOTO              corpus file uploaded   [camera/Reconyx_HC500_Hyperfire.jpg]
 //!   GET_BENCH_SOCKETS            listener kinds, comma-separated              [nodelay]
+//!   GET_BENCH_BATCH_SECONDS      BatchGet (100 users, metadata only) seconds  [3]
+//!
+//! After the table: BatchGetProfileImages of 100 users, metadata only, one call at a
+//! time on one connection, against the service (users set from a small photo).
 //!
 //! Socket modes: `nodelay` (the default) sets TCP_NODELAY on the listening socket, which
 //! Linux copies to accepted sockets, for the bare server; the service sets it on accepted
@@ -124,6 +128,12 @@ impl ProfileImageService for Bare {
     ) -> Result<Response<WatchStream>, Status> {
         Err(Status::unimplemented("bare"))
     }
+    async fn batch_get_profile_images(
+        &self,
+        _: Request<pb::BatchGetProfileImagesRequest>,
+    ) -> Result<Response<pb::BatchGetProfileImagesResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
 }
 
 /// Sends `authorization: Bearer TOKEN` with every call (nothing when None).
@@ -156,6 +166,7 @@ fn request(user: usize) -> pb::GetProfileImageRequest {
         size: SIZE,
         format: pb::ImageFormat::Unspecified as i32,
         metadata_only: false,
+        if_none_match: String::new(),
     }
 }
 
@@ -506,6 +517,11 @@ async fn run() {
         }
     }
 
+    if let Some(pair) = pairs.first() {
+        let batch_seconds: f64 = env_or("GET_BENCH_BATCH_SECONDS", 3.0);
+        batch_metadata(pair.service, batch_seconds).await;
+    }
+
     shutdown.cancel();
     for pair in pairs {
         for task in pair.tasks {
@@ -588,4 +604,75 @@ async fn load(
     );
     assert!(!all.is_empty(), "no request completed");
     all
+}
+
+/// Users in one BatchGet.
+const BATCH_USERS: usize = 100;
+
+/// BatchGetProfileImages of 100 users, metadata only, one call at a time: p50 and p99.
+async fn batch_metadata(service: SocketAddr, seconds: f64) {
+    let photo =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos/chelsea_small.jpg");
+    let bytes = std::fs::read(&photo).expect("small photo");
+    let mut client = client(connect(service).await);
+    let users: Vec<String> = (0..BATCH_USERS)
+        .map(|i| format!("batch-user-{i}"))
+        .collect();
+    for user in &users {
+        client
+            .set_profile_image(pb::SetProfileImageRequest {
+                user_id: user.clone(),
+                source: Some(Source::Image(pb::InlineImage {
+                    content_type: "image/jpeg".into(),
+                    data: bytes.clone().into(),
+                })),
+                crop: None,
+                expected_version: None,
+            })
+            .await
+            .expect("SetProfileImage");
+    }
+    let request = pb::BatchGetProfileImagesRequest {
+        user_ids: users,
+        size: SIZE,
+        format: pb::ImageFormat::Unspecified as i32,
+        metadata_only: true,
+        known_versions: Default::default(),
+    };
+    let mut latencies = Vec::new();
+    let warm_until = Instant::now() + Duration::from_millis(250);
+    let until = warm_until + Duration::from_secs_f64(seconds);
+    loop {
+        let begin = Instant::now();
+        if begin >= until {
+            break;
+        }
+        let entries = client
+            .batch_get_profile_images(request.clone())
+            .await
+            .expect("BatchGetProfileImages")
+            .into_inner()
+            .entries;
+        let elapsed = begin.elapsed();
+        assert!(
+            entries.len() == BATCH_USERS
+                && entries.iter().all(|e| matches!(
+                    e.result,
+                    Some(pb::batch_get_profile_images_entry::Result::ProfileImage(_))
+                )),
+            "every entry is an image"
+        );
+        if begin >= warm_until {
+            latencies.push(elapsed);
+        }
+    }
+    let m = Measured::new(latencies, seconds);
+    println!(
+        "\nBatchGetProfileImages, {BATCH_USERS} users, metadata only, sequential: {} calls, \
+         p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms",
+        m.requests,
+        ms(m.p50),
+        ms(m.p99),
+        ms(m.max)
+    );
 }

@@ -178,6 +178,7 @@ async fn stage_and_commit(store: &LocalStore, user: &UserId, thread: u64, i: u64
             format: ImageFormat::Jpeg,
             blob: *staged.blob(),
         }],
+        thumbhash: None,
     };
     commit(store, user, |mut change| {
         let version = change.base.version + 1;

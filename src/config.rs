@@ -99,6 +99,68 @@ pub struct Config {
     /// The same two for admins; None = as for everyone.
     pub admin_max_watches_per_caller: Option<u32>,
     pub admin_max_uploads_per_caller: Option<u32>,
+    /// Image URLs over HTTP (see [`HttpConfig`]).
+    pub http: HttpConfig,
+    /// Origins allowed to call gRPC-Web from a browser (`*` = any); none by default.
+    pub grpc_web_cors_origins: Vec<String>,
+}
+
+/// The HTTP listener of image URLs.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// None = off.
+    pub listen: Option<SocketAddr>,
+    /// Whether `listen` is the default address: when it is in use, HTTP is turned off
+    /// with a warning instead of the service refusing to start.
+    pub listen_is_default: bool,
+    /// Scheme, host and path prefix of the URLs handed out; None = `http://` + the
+    /// listen address.
+    pub public_base: Option<String>,
+    /// `max-age` of the current (unversioned) image URL.
+    pub current_max_age_secs: u32,
+    /// Whether image URLs must carry a valid `exp` and `sig`.
+    pub signed_urls: bool,
+    /// The HMAC key of signed URLs; None = `http-url-key` in the data dir, created
+    /// when missing.
+    pub url_key_file: Option<PathBuf>,
+    /// Signed URLs handed out stay valid between one and two of this.
+    pub signed_url_ttl: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen_is_default: true,
+            public_base: None,
+            current_max_age_secs: 60,
+            signed_urls: false,
+            url_key_file: None,
+            signed_url_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A listen address that may be empty (= off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = std::net::AddrParseError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.trim() {
+            "" => Ok(OptionalAddr(None)),
+            address => address.parse().map(|a| OptionalAddr(Some(a))),
+        }
+    }
+}
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = std::net::AddrParseError;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        raw.parse()
+    }
 }
 
 impl Default for Config {
@@ -142,6 +204,8 @@ impl Default for Config {
             max_uploads_per_caller: 4,
             admin_max_watches_per_caller: None,
             admin_max_uploads_per_caller: None,
+            http: HttpConfig::default(),
+            grpc_web_cors_origins: Vec::new(),
         }
     }
 }
@@ -274,6 +338,34 @@ pub struct Overrides {
     /// Concurrent uploads per admin [default: as for everyone].
     #[arg(long, env = "PROFILE_IMAGE_ADMIN_MAX_UPLOADS_PER_CALLER")]
     pub admin_max_uploads_per_caller: Option<u32>,
+    /// Serve image URLs over HTTP on this address; empty = off [default: 127.0.0.1:8080].
+    #[arg(long, env = "PROFILE_IMAGE_HTTP_LISTEN")]
+    pub http_listen: Option<OptionalAddr>,
+    /// Scheme, host and path prefix of the image URLs handed out
+    /// [default: http:// + the HTTP listen address].
+    #[arg(long, env = "PROFILE_IMAGE_HTTP_PUBLIC_BASE")]
+    pub http_public_base: Option<String>,
+    /// max-age of the current (unversioned) image URL, in seconds [default: 60].
+    #[arg(long, env = "PROFILE_IMAGE_HTTP_CURRENT_MAX_AGE_SECS")]
+    pub http_current_max_age_secs: Option<u32>,
+    /// Image URLs must carry a valid exp and sig (HMAC-SHA256) [default: off].
+    #[arg(long, env = "PROFILE_IMAGE_HTTP_SIGNED_URLS", num_args = 0..=1, default_missing_value = "true")]
+    pub http_signed_urls: Option<bool>,
+    /// The key of signed image URLs (the file's bytes, exactly; the same file on every
+    /// replica) [default: http-url-key in the data dir, created when missing].
+    #[arg(long, env = "PROFILE_IMAGE_HTTP_URL_KEY_FILE")]
+    pub http_url_key_file: Option<PathBuf>,
+    /// Signed image URLs handed out stay valid between one and two of this, in seconds
+    /// [default: 86400].
+    #[arg(long, env = "PROFILE_IMAGE_HTTP_SIGNED_URL_TTL_SECS")]
+    pub http_signed_url_ttl_secs: Option<u64>,
+    /// Allow browsers on this origin to call gRPC-Web (repeatable; * = any) [default: none].
+    #[arg(
+        long = "grpc-web-cors-origin",
+        env = "PROFILE_IMAGE_GRPC_WEB_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub grpc_web_cors_origin: Option<Vec<String>>,
 }
 
 impl Config {
@@ -321,6 +413,11 @@ impl Config {
                 *slot = v;
             }
         }
+        self.http.apply(&o);
+        set(
+            &mut self.grpc_web_cors_origins,
+            o.grpc_web_cors_origin.clone(),
+        );
         set(&mut self.listen, o.listen);
         set(&mut self.data_dir, o.data_dir);
         set(&mut self.log_format, o.log_format);
@@ -441,8 +538,51 @@ impl Config {
         ];
         match problems.iter().find(|(bad, _)| *bad) {
             Some((_, message)) => Err(ConfigError((*message).to_owned())),
-            None => Ok(()),
+            None => self.http.validate(),
         }
+    }
+}
+
+impl HttpConfig {
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(OptionalAddr(listen)) = o.http_listen {
+            self.listen = listen;
+            self.listen_is_default = false;
+        }
+        if let Some(base) = &o.http_public_base {
+            self.public_base = Some(base.clone());
+        }
+        if let Some(secs) = o.http_current_max_age_secs {
+            self.current_max_age_secs = secs;
+        }
+        if let Some(signed) = o.http_signed_urls {
+            self.signed_urls = signed;
+        }
+        if let Some(path) = &o.http_url_key_file {
+            self.url_key_file = Some(path.clone());
+        }
+        if let Some(secs) = o.http_signed_url_ttl_secs {
+            self.signed_url_ttl = Duration::from_secs(secs);
+        }
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if let Some(base) = &mut self.public_base {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(ConfigError(
+                    "http_public_base must start with http:// or https://".to_owned(),
+                ));
+            }
+            while base.ends_with('/') {
+                base.pop();
+            }
+        }
+        if self.signed_url_ttl.is_zero() {
+            return Err(ConfigError(
+                "http_signed_url_ttl_secs must be positive".to_owned(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -504,6 +644,28 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "configuration error: jpeg_quality must be 1-100"
+        );
+    }
+
+    #[test]
+    fn http_is_on_at_8080_by_default_and_an_empty_address_turns_it_off() {
+        let config = Config::resolve(None, Overrides::default()).unwrap();
+        assert_eq!(
+            config.http.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        );
+        assert!(config.http.listen_is_default);
+        let overrides = Overrides {
+            http_listen: Some("".parse().unwrap()),
+            http_public_base: Some("https://img.example.com/".into()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(None, overrides).unwrap();
+        assert_eq!(config.http.listen, None);
+        assert!(!config.http.listen_is_default);
+        assert_eq!(
+            config.http.public_base.as_deref(),
+            Some("https://img.example.com")
         );
     }
 }

@@ -6,13 +6,15 @@
 //! `store` (storage traits; `store::local` implements them on sled and files), `watch`
 //! (change events) and `model` (the domain's values). `jobs` runs background URL
 //! downloads through `profiles`, and `fetch` is the SSRF-safe HTTP client. `auth`
-//! verifies bearer tokens; `api` decides from the caller what a call may do.
+//! verifies bearer tokens; `api` decides from the caller what a call may do. `http`
+//! serves image URLs over HTTP/1.1, reading through `profiles` like `api`.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod http;
 pub mod imaging;
 pub mod jobs;
 pub mod model;

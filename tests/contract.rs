@@ -43,6 +43,12 @@ fn buf_breaking_reports_a_renamed_field() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("profile_image.proto"), renamed).expect("write");
     std::fs::copy(repo().join("proto/buf.yaml"), copy.path().join("buf.yaml")).expect("copy");
+    // The vendored google.rpc files the contract imports.
+    let rpc = copy.path().join("google/rpc");
+    std::fs::create_dir_all(&rpc).expect("mkdir");
+    for file in ["status.proto", "error_details.proto"] {
+        std::fs::copy(repo().join("proto/google/rpc").join(file), rpc.join(file)).expect("copy");
+    }
     let report = run_failing(
         "buf breaking on a renamed field",
         Command::new(buf())

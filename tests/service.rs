@@ -136,6 +136,7 @@ async fn metadata_only_leaves_data_empty() {
         size: 256,
         format: 0,
         metadata_only: true,
+        if_none_match: String::new(),
     };
     let meta = client
         .get_profile_image(request)

@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile([PROTO_FILE], [PROTO_ROOT])?;
     tonic_prost_build::configure()
         .bytes(".profileimage.v1")
+        // BatchGet's per-entry error: the google.rpc.Status tonic-types already has.
+        .extern_path(".google.rpc.Status", "::tonic_types::pb::Status")
         .build_server(false)
         .build_client(true)
         .compile_fds(descriptors)?;

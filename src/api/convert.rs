@@ -114,6 +114,7 @@ pub fn profile_image(view: &ProfileView) -> pb::ProfileImage {
         out.crop = Some(crop_rect(media));
         out.original_width = media.width;
         out.original_height = media.height;
+        out.thumbhash = media.thumbhash.clone().unwrap_or_default().into();
     }
     if let Some(image) = image {
         fill_image(&mut out, image);

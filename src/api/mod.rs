@@ -5,9 +5,11 @@ mod access;
 pub mod audit;
 mod convert;
 pub mod limits;
+mod read;
 mod service;
 mod upload;
 pub mod watch_codec;
 
+pub use read::MAX_BATCH_USERS;
 pub use service::ProfileImageApi;
 pub use upload::{MAX_CHUNK_BYTES, UploadBuffer};

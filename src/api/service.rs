@@ -19,6 +19,7 @@ use crate::api::watch_codec::{EncodedEvents, EncodedWatchEvent};
 use crate::api::{access, convert};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::http::ImageUrls;
 use crate::jobs::Downloads;
 use crate::model::{CropRequest, ExpectedVersion, ProfileView, UserId};
 use crate::pb::{self, profile_image_service_server::ProfileImageService};
@@ -26,12 +27,14 @@ use crate::profiles::{ImageRequest, ProfileImages};
 use crate::watch::{self, Hub, WatchRequest};
 
 pub struct ProfileImageApi {
-    profiles: ProfileImages,
+    pub(super) profiles: ProfileImages,
     downloads: Downloads,
     events: Arc<Hub>,
     encoded: Arc<EncodedEvents>,
     limits: Arc<Limits>,
     upload_idle_timeout: Duration,
+    /// Builds ProfileImage.url; None while image URLs are off.
+    pub(super) image_urls: Option<Arc<ImageUrls>>,
 }
 
 impl ProfileImageApi {
@@ -49,6 +52,15 @@ impl ProfileImageApi {
             encoded: Arc::default(),
             limits,
             upload_idle_timeout,
+            image_urls: None,
+        }
+    }
+
+    /// Replies carry image URLs built by `urls` (None: none).
+    pub fn with_image_urls(self, urls: Option<Arc<ImageUrls>>) -> Self {
+        ProfileImageApi {
+            image_urls: urls,
+            ..self
         }
     }
 }
@@ -172,10 +184,24 @@ impl ProfileImageService for ProfileImageApi {
             format: convert::output_format(request.format)?,
             metadata_only: request.metadata_only,
         };
-        let view = self.profiles.get(&user, wanted).await?;
+        let (view, not_modified) = match request.if_none_match.as_str() {
+            "" => (self.profiles.get(&user, wanted).await?, false),
+            etag => self.profiles.get_unless_match(&user, wanted, etag).await?,
+        };
         Ok(Response::new(pb::GetProfileImageResponse {
-            profile_image: Some(convert::profile_image(&view)),
+            profile_image: Some(self.answered(&view, wanted.size)),
+            not_modified,
         }))
+    }
+
+    async fn batch_get_profile_images(
+        &self,
+        request: Request<pb::BatchGetProfileImagesRequest>,
+    ) -> Result<Response<pb::BatchGetProfileImagesResponse>, Status> {
+        let caller = access::caller(&request)?;
+        self.batch_get(&caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn set_profile_image(

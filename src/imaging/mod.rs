@@ -24,6 +24,7 @@ mod placeholder;
 mod raster;
 mod resize;
 mod sniff;
+mod thumbhash;
 #[allow(unsafe_code)]
 mod turbo;
 
@@ -32,6 +33,7 @@ pub use encode::{transcode, transcode_at, webp_quality};
 pub use error::ImagingError;
 pub use placeholder::placeholder;
 pub use sniff::sniff;
+pub use thumbhash::thumbhash_of_rendition;
 
 use decode::{Decoded, guarded};
 use raster::Channels;
@@ -161,6 +163,8 @@ pub struct Processed {
     pub has_alpha: bool,
     /// Ascending by edge.
     pub renditions: Vec<Rendition>,
+    /// ThumbHash of the cropped image (made from the smallest rendition's pixels).
+    pub thumbhash: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +317,8 @@ fn run_pipeline(
         });
     }
     renditions.reverse();
+    // `previous` is now the smallest rendition's pixels: the cheapest to hash.
+    let thumbhash = thumbhash::of_raster(&previous, &mut shrinker)?;
 
     Ok(Processed {
         source_format: format,
@@ -321,6 +327,7 @@ fn run_pipeline(
         crop,
         has_alpha,
         renditions,
+        thumbhash,
     })
 }
 

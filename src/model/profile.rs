@@ -96,6 +96,9 @@ pub struct Media {
     /// The file as received; kept to crop again, never served.
     pub original: BlobRef,
     pub renditions: Vec<Rendition>,
+    /// ThumbHash of the cropped image (about 25 bytes: a blurred preview clients paint
+    /// before the bytes arrive). None for items made before it existed, until read.
+    pub thumbhash: Option<Vec<u8>>,
 }
 
 impl Media {

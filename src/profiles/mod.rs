@@ -8,7 +8,9 @@ mod processing;
 mod read;
 mod renditions;
 mod stage;
+mod thumbhash;
 mod transitions;
+mod versions;
 mod views;
 
 use std::sync::Arc;

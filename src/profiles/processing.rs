@@ -100,6 +100,13 @@ impl Processor {
             .map_err(|e| Error::internal(format!("transcoding a stored rendition: {e}")))
     }
 
+    /// The ThumbHash of one of our renditions (for items made before thumbhashes were).
+    pub async fn thumbhash(&self, rendition: Bytes) -> Result<Vec<u8>> {
+        self.run(move || imaging::thumbhash_of_rendition(&rendition))
+            .await?
+            .map_err(|e| Error::internal(format!("hashing a stored rendition: {e}")))
+    }
+
     pub async fn placeholder(
         &self,
         seed: String,

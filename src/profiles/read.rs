@@ -33,6 +33,29 @@ impl ProfileImages {
         }
     }
 
+    /// Get, unless the caller has the bytes already: when what would be served has etag
+    /// `if_none_match`, the view without bytes and `true` (not modified).
+    pub async fn get_unless_match(
+        &self,
+        user: &UserId,
+        request: ImageRequest,
+        if_none_match: &str,
+    ) -> Result<(ProfileView, bool)> {
+        let probe = ImageRequest {
+            metadata_only: true,
+            ..request
+        };
+        let view = self.get(user, probe).await?;
+        let matches = view
+            .image
+            .as_ref()
+            .is_some_and(|image| image.etag == if_none_match);
+        if matches || request.metadata_only {
+            return Ok((view, matches));
+        }
+        Ok((self.get(user, request).await?, false))
+    }
+
     async fn get_once(&self, user: &UserId, request: ImageRequest) -> Result<ProfileView> {
         let mut view = self.state(user).await?.ok_or_else(|| no_image(user))?;
         let target = renditions::target_edge(
@@ -54,12 +77,17 @@ impl ProfileImages {
     /// None when the user has no image.
     pub async fn state(&self, user: &UserId) -> Result<Option<ProfileView>> {
         let state = self.inner.meta.user_state(user).await?;
-        Ok(state
-            .profile
-            .map(|profile| self.inner.transitions.view(user, profile, state.media)))
+        let Some(profile) = state.profile else {
+            return Ok(None);
+        };
+        let media = match state.media {
+            Some(media) => Some(self.with_thumbhash(media).await),
+            None => None,
+        };
+        Ok(Some(self.inner.transitions.view(user, profile, media)))
     }
 
-    async fn rendition(
+    pub(super) async fn rendition(
         &self,
         media: &Media,
         target: u32,
@@ -137,7 +165,7 @@ impl ProfileImages {
         Ok((rendition, encoded))
     }
 
-    async fn placeholder(
+    pub(super) async fn placeholder(
         &self,
         user: &UserId,
         target: u32,

@@ -36,6 +36,7 @@ impl ProfileImages {
             has_alpha: blobs.has_alpha,
             original: blobs.original,
             renditions: blobs.renditions,
+            thumbhash: Some(blobs.thumbhash),
         };
         Ok((media, staged))
     }
@@ -56,6 +57,7 @@ impl ProfileImages {
         let cropped = Media {
             crop: blobs.crop,
             renditions: blobs.renditions,
+            thumbhash: Some(blobs.thumbhash),
             ..media.clone()
         };
         Ok((cropped, staged))
@@ -102,6 +104,7 @@ impl ProfileImages {
             has_alpha: processed.has_alpha,
             original: *staged[0].blob(),
             renditions,
+            thumbhash: processed.thumbhash,
         };
         Ok((image, staged))
     }
@@ -115,4 +118,5 @@ struct StagedImage {
     has_alpha: bool,
     original: crate::model::BlobRef,
     renditions: Vec<Rendition>,
+    thumbhash: Vec<u8>,
 }

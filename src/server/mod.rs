@@ -7,6 +7,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+mod grpc_web;
+mod image_urls;
 mod metrics;
 
 use crate::api::ProfileImageApi;
@@ -99,13 +101,20 @@ pub async fn serve(
     let authenticator = Arc::new(Authenticator::start(&config, shutdown.clone()).await?);
     let limits = Arc::new(Limits::new(&config));
     limits.forget_idle_callers(shutdown.clone());
+    // Logged before the HTTP listener's line: tools that take the first "listening on"
+    // line get the gRPC address.
+    let address = listener.local_addr().map_err(Error::internal)?;
+    tracing::info!("listening on {address}");
+    let image_urls = image_urls::start(&config, &profiles, shutdown.clone()).await?;
+
     let api = ProfileImageApi::new(
         profiles,
         downloads.clone(),
         events.clone(),
         limits,
         config.upload_idle_timeout,
-    );
+    )
+    .with_image_urls(image_urls.urls.clone());
     // Every call of the service is authenticated; health and reflection are not.
     let service = tonic::service::interceptor::InterceptedService::new(
         ProfileImageServiceServer::new(api)
@@ -114,10 +123,12 @@ pub async fn serve(
         AuthInterceptor::new(authenticator),
     );
 
-    let address = listener.local_addr().map_err(Error::internal)?;
-    tracing::info!("listening on {address}");
     let stopping = shutdown.clone();
     let serving = tonic::transport::Server::builder()
+        // gRPC-Web over HTTP/1.1 too, for browsers.
+        .accept_http1(true)
+        .layer(grpc_web::cors(&config.grpc_web_cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(metrics::GrpcMetricsLayer {
             enabled: config.metrics_listen.is_some(),
         })
@@ -153,6 +164,7 @@ pub async fn serve(
     };
     watchdog.abort();
     upkeep.abort();
+    image_urls.stopped().await;
     downloads.stopped().await;
     // A stalled store must not keep the process from ending: bounded like the calls.
     match tokio::time::timeout(SHUTDOWN_GRACE, store.durable()).await {

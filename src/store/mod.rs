@@ -90,6 +90,12 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     async fn media(&self, media_id: &str) -> Result<Option<Media>>;
 
+    /// The media item that profile version `version` of `user` showed, while the item
+    /// exists and still has the crop it had then (a later crop makes other pictures).
+    /// None for a version that showed no image, or whose item was deleted or cropped
+    /// again since, and for versions committed before the store recorded them.
+    async fn media_at_version(&self, user: &UserId, version: u64) -> Result<Option<Media>>;
+
     /// A page of the user's media, newest first, after the item with sequence
     /// `after_seq` (exclusive) when given: up to `limit` items and whether more follow.
     async fn list_media(
@@ -111,6 +117,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         media_id: &str,
         base: Rendition,
         added: Rendition,
+    ) -> Result<bool>;
+
+    /// Stores the ThumbHash of media item `media_id` if its renditions still include
+    /// `base` (the rendition it was computed from). Whether it was stored.
+    async fn set_thumbhash(
+        &self,
+        media_id: &str,
+        base: Rendition,
+        thumbhash: Vec<u8>,
     ) -> Result<bool>;
 
     /// Counts a failed attempt on the user's job for `version`: false when that job is

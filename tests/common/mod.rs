@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod metrics;
 pub mod origin;
 
@@ -141,6 +142,8 @@ pub fn corpus_bytes(relative: &str) -> Vec<u8> {
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Where image URLs are served (`http listening on ADDR`), unless HTTP is off.
+    pub http_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -184,11 +187,18 @@ impl Server {
     }
 
     fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)], harness: bool) -> Server {
+        // Image URLs on a port of their own too: tests run servers in parallel.
+        let http_listen: &[&str] = if args.contains(&"--http-listen") {
+            &[]
+        } else {
+            &["--http-listen", "127.0.0.1:0"]
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_profile-image"));
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(http_listen)
             .args(args)
             .env("RUST_LOG", "info");
         if harness {
@@ -207,20 +217,44 @@ impl Server {
         let log_sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Kept before the address is handed over: a test that reads the logs once
+                // the server started finds the line that said so.
+                log_sink.lock().unwrap().push(line.clone());
+                // "listening on ADDR" (gRPC) comes first, "http listening on ADDR" after
+                // it when image URLs are on.
+                let http = line.contains("http listening on ");
                 if let Some(rest) = line.split("listening on ").nth(1)
                     && let Ok(addr) = rest.trim().trim_matches('"').parse::<SocketAddr>()
                 {
-                    let _ = addr_tx.send(addr);
+                    let _ = addr_tx.send(Some((http, addr)));
                 }
-                log_sink.lock().unwrap().push(line);
+                if line.contains("image URLs are off") {
+                    let _ = addr_tx.send(None);
+                }
             }
         });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server did not log 'listening on ADDR'");
+        let wait = || {
+            addr_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("server did not log 'listening on ADDR'")
+        };
+        let Some((false, addr)) = wait() else {
+            panic!("the gRPC address must be logged first");
+        };
+        let http_wanted = !args
+            .windows(2)
+            .any(|pair| pair[0] == "--http-listen" && pair[1].is_empty());
+        let http_addr = match http_wanted {
+            true => wait().map(|(http, addr)| {
+                assert!(http, "a second gRPC address?");
+                addr
+            }),
+            false => None,
+        };
         Server {
             child: Some(child),
             addr,
+            http_addr,
             data_dir: data_dir.to_owned(),
             _temp: None,
             logs,
@@ -239,6 +273,11 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The base of image URLs: `http://` + the HTTP listener's address.
+    pub fn http_base(&self) -> String {
+        format!("http://{}", self.http_addr.expect("image URLs are on"))
     }
 
     async fn try_client(&self) -> Result<Client, tonic::transport::Error> {
@@ -441,6 +480,7 @@ pub async fn get(
         size,
         format: format as i32,
         metadata_only: false,
+        if_none_match: String::new(),
     };
     Ok(client
         .get_profile_image(request)

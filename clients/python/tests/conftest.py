@@ -66,6 +66,8 @@ def server(data_dir: Path) -> Iterator[str]:
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
             "--data-dir",
             str(data_dir),
             "--fetch-allow-cidr",

@@ -197,6 +197,7 @@ impl Client {
             size,
             format: format.into(),
             metadata_only,
+            ..Default::default()
         };
         let reply = self.stub().get_profile_image(request).await?;
         required(reply.into_inner().profile_image)

@@ -45,6 +45,8 @@ export async function startServer(): Promise<RunningServer> {
       "serve",
       "--listen",
       "127.0.0.1:0",
+      "--http-listen",
+      "127.0.0.1:0",
       "--data-dir",
       join(dataDir, "data"),
       "--fetch-allow-cidr",

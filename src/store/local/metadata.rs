@@ -4,10 +4,11 @@
 use async_trait::async_trait;
 use prost::Message;
 
-use super::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord};
+use super::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord, VersionRecord};
 use super::tx::Tx;
 use super::{
     LocalStore, TxResult, abort, be_u64, decode_opt, user_key, user_media_key, user_media_prefix,
+    user_version_key,
 };
 use crate::error::{Error, Result};
 use crate::model::{DownloadJob, Media, Profile, Rendition, UserId, UserState};
@@ -37,6 +38,43 @@ impl MetadataStore for LocalStore {
 
     async fn media(&self, media_id: &str) -> Result<Option<Media>> {
         self.media_blocking(media_id)
+    }
+
+    async fn media_at_version(&self, user: &UserId, version: u64) -> Result<Option<Media>> {
+        let key = user_version_key(user, version);
+        let Some(shown) = decode_opt::<VersionRecord>(self.profile_versions.get(key)?)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .media_blocking(&shown.media_id)?
+            .filter(|media| media.user == *user && media.crop == shown.crop()))
+    }
+
+    async fn set_thumbhash(
+        &self,
+        media_id: &str,
+        base: Rendition,
+        thumbhash: Vec<u8>,
+    ) -> Result<bool> {
+        let media_id = media_id.to_owned();
+        self.blocking(move |store| {
+            store.transact_blocking(|tx| {
+                let Some(current) = tx.media(&media_id)? else {
+                    return Ok(false);
+                };
+                let stored = Media::try_from(current.clone()).or_else(abort)?;
+                if !stored.renditions.contains(&base) {
+                    return Ok(false);
+                }
+                let updated = Media {
+                    thumbhash: Some(thumbhash.clone()),
+                    ..stored
+                };
+                tx.replace_media(&current, &MediaRecord::from(&updated))?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     async fn list_media(
@@ -217,7 +255,10 @@ fn apply(tx: &Tx<'_>, change: &Change) -> TxResult<bool> {
     }
     match &change.profile {
         Write::Keep => {}
-        Write::Put(profile) => tx.put_profile(user, &ProfileRecord::from(profile))?,
+        Write::Put(profile) => {
+            tx.put_profile(user, &ProfileRecord::from(profile))?;
+            record_version(tx, change, profile)?;
+        }
         Write::Remove => tx.remove_profile(user)?,
     }
     match &change.job {
@@ -226,4 +267,27 @@ fn apply(tx: &Tx<'_>, change: &Change) -> TxResult<bool> {
         Write::Remove => tx.remove_job(user)?,
     }
     Ok(released)
+}
+
+/// Indexes what a profile put by `change` shows, so the version's image URL resolves
+/// later too (see [`MetadataStore::media_at_version`]).
+fn record_version(tx: &Tx<'_>, change: &Change, profile: &Profile) -> TxResult<()> {
+    let Some(id) = profile.media_id.as_deref() else {
+        return Ok(());
+    };
+    let written = change.media.iter().find_map(|write| match write {
+        MediaWrite::Insert(media) | MediaWrite::Replace(media) if media.id == id => {
+            Some(media.crop)
+        }
+        _ => None,
+    });
+    let crop = match written {
+        Some(crop) => crop,
+        None => match tx.media(id)? {
+            Some(record) => Media::try_from(record).or_else(abort)?.crop,
+            // A profile naming a missing item: nothing to show, nothing to index.
+            None => return Ok(()),
+        },
+    };
+    tx.put_version(&change.user, profile.version, &VersionRecord::of(id, crop))
 }

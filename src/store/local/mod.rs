@@ -62,6 +62,8 @@ pub struct LocalStore {
     user_media: sled::Tree,
     /// user -> DownloadJob
     jobs: sled::Tree,
+    /// user \0 version (u64 BE) -> VersionRecord: what each version showed
+    profile_versions: sled::Tree,
     blobs: LocalBlobs,
     commits: Arc<GroupCommit>,
     space: Arc<FreeSpace>,
@@ -117,6 +119,7 @@ impl LocalStore {
             media: db.open_tree("media")?,
             user_media: db.open_tree("user_media")?,
             jobs: db.open_tree("jobs")?,
+            profile_versions: db.open_tree("profile_versions")?,
             commits: Arc::new(GroupCommit::start(db.clone(), blobs.root())?),
             blobs,
             db,
@@ -173,6 +176,7 @@ impl LocalStore {
             self.jobs.clone(),
             self.blobs.refs_tree().clone(),
             self.blobs.pending_tree().clone(),
+            self.profile_versions.clone(),
         ];
         Ok(trees.as_slice().transaction(|views| f(&Tx { views }))?)
     }
@@ -228,6 +232,11 @@ fn user_media_key(user: &UserId, seq: u64) -> Vec<u8> {
     let mut key = user_media_prefix(user);
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// Same layout as the media index (user \0 u64 BE), so one user's keys are contiguous.
+fn user_version_key(user: &UserId, version: u64) -> Vec<u8> {
+    user_media_key(user, version)
 }
 
 fn be_u64(bytes: &[u8]) -> u64 {

@@ -81,6 +81,9 @@ pub struct MediaRecord {
     /// The owner's tenant; empty = `default` (records written before tenants existed).
     #[prost(string, tag = "15")]
     pub tenant: String,
+    /// ThumbHash of the cropped image; empty for records written before it existed.
+    #[prost(bytes = "vec", tag = "16")]
+    pub thumbhash: Vec<u8>,
 }
 
 impl MediaRecord {
@@ -112,6 +115,40 @@ pub struct ProfileRecord {
     pub create_time_ms: i64,
     #[prost(int64, tag = "9")]
     pub update_time_ms: i64,
+}
+
+/// What one profile version showed: its media item, and the crop the item had then
+/// (a later crop of the same item makes other pictures). Indexed by user and version so
+/// that a version's image URL keeps working after the profile moved on.
+#[derive(Clone, PartialEq, Message)]
+pub struct VersionRecord {
+    #[prost(string, tag = "1")]
+    pub media_id: String,
+    #[prost(uint32, tag = "2")]
+    pub crop_x: u32,
+    #[prost(uint32, tag = "3")]
+    pub crop_y: u32,
+    #[prost(uint32, tag = "4")]
+    pub crop_size: u32,
+}
+
+impl VersionRecord {
+    pub fn of(media_id: &str, crop: Crop) -> Self {
+        VersionRecord {
+            media_id: media_id.to_owned(),
+            crop_x: crop.x,
+            crop_y: crop.y,
+            crop_size: crop.size,
+        }
+    }
+
+    pub fn crop(&self) -> Crop {
+        Crop {
+            x: self.crop_x,
+            y: self.crop_y,
+            size: self.crop_size,
+        }
+    }
 }
 
 /// A background download, stored with the DOWNLOADING state it belongs to.
@@ -262,6 +299,7 @@ impl From<&model::Media> for MediaRecord {
                     blob: (&r.blob).into(),
                 })
                 .collect(),
+            thumbhash: media.thumbhash.clone().unwrap_or_default(),
         }
     }
 }
@@ -296,6 +334,7 @@ impl TryFrom<MediaRecord> for model::Media {
                     })
                 })
                 .collect::<Result<_>>()?,
+            thumbhash: (!record.thumbhash.is_empty()).then_some(record.thumbhash),
         })
     }
 }

@@ -362,3 +362,63 @@ fn the_schema_version_is_recorded_and_a_newer_one_refused() {
     }
     assert!(refused.is_some(), "a store of a newer schema is refused");
 }
+
+/// A profile with `media` as its active, ready image at `version`.
+fn ready(version: u64, media: &crate::model::Media) -> crate::model::Profile {
+    crate::model::Profile {
+        version,
+        status: crate::model::Status::Ready,
+        media_id: Some(media.id.clone()),
+        source: crate::model::Source::Upload,
+        source_url: String::new(),
+        failure: None,
+        create_time_ms: 1,
+        update_time_ms: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_versions_media_resolves_until_the_item_is_cropped_again_or_deleted() {
+    use crate::model::Crop;
+    use crate::store::{MediaWrite, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let blob = store.blobs.stage(b"pixels").unwrap();
+    let media =
+        crate::model::Media::try_from(media_with(&store, blob.blob(), blob.blob())).unwrap();
+
+    let mut set = Change::on(&user(), &UserState::default());
+    set.version = Some(1);
+    set.media.push(MediaWrite::Insert(media.clone()));
+    set.profile = Write::Put(ready(1, &media));
+    store.commit(set).await.unwrap();
+    let shown = store.media_at_version(&user(), 1).await.unwrap();
+    assert_eq!(shown.map(|m| m.id), Some(media.id.clone()));
+    assert!(store.media_at_version(&user(), 2).await.unwrap().is_none());
+
+    let cropped = crate::model::Media {
+        crop: Crop {
+            x: 1,
+            y: 1,
+            size: 5,
+        },
+        ..media.clone()
+    };
+    let mut crop = Change::on(&user(), &store.user_state(&user()).await.unwrap());
+    crop.version = Some(2);
+    crop.media.push(MediaWrite::Replace(cropped.clone()));
+    crop.profile = Write::Put(ready(2, &cropped));
+    store.commit(crop).await.unwrap();
+    assert!(
+        store.media_at_version(&user(), 1).await.unwrap().is_none(),
+        "version 1 showed another crop"
+    );
+    assert!(store.media_at_version(&user(), 2).await.unwrap().is_some());
+
+    let mut delete = Change::on(&user(), &store.user_state(&user()).await.unwrap());
+    delete.version = Some(3);
+    delete.media.push(MediaWrite::Remove(media.id.clone()));
+    delete.profile = Write::Remove;
+    store.commit(delete).await.unwrap();
+    assert!(store.media_at_version(&user(), 2).await.unwrap().is_none());
+}

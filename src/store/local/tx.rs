@@ -3,8 +3,8 @@
 use prost::Message;
 use sled::transaction::TransactionalTree;
 
-use super::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord};
-use super::{TxResult, abort, be_u64, decode_opt, user_key, user_media_key};
+use super::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord, VersionRecord};
+use super::{TxResult, abort, be_u64, decode_opt, user_key, user_media_key, user_version_key};
 use crate::model::UserId;
 
 /// The store's trees inside a transaction.
@@ -33,6 +33,9 @@ impl Tx<'_> {
     }
     fn pending(&self) -> &TransactionalTree {
         &self.views[6]
+    }
+    fn profile_versions(&self) -> &TransactionalTree {
+        &self.views[7]
     }
 
     pub fn version(&self, user: &UserId) -> TxResult<u64> {
@@ -101,6 +104,13 @@ impl Tx<'_> {
         for blob in record.blobs() {
             self.release_ref(blob)?;
         }
+        Ok(())
+    }
+
+    /// Records what profile version `version` shows.
+    pub fn put_version(&self, user: &UserId, version: u64, record: &VersionRecord) -> TxResult<()> {
+        self.profile_versions()
+            .insert(user_version_key(user, version), record.encode_to_vec())?;
         Ok(())
     }
 

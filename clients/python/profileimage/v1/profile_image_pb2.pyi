@@ -20,6 +20,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -256,6 +257,8 @@ class ProfileImage(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ORIGINAL_WIDTH_FIELD_NUMBER: _builtins.int
     ORIGINAL_HEIGHT_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    THUMBHASH_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user this image belongs to."""
     media_id: _builtins.str
@@ -290,6 +293,19 @@ class ProfileImage(_message.Message):
     """Width in pixels of the upright original the crop refers to."""
     original_height: _builtins.int
     """Height in pixels of the upright original the crop refers to."""
+    url: _builtins.str
+    """An http(s) URL of this image in the size and format asked for, for web pages and
+    apps: GET answers the same bytes, cacheable forever (the URL names the version;
+    it keeps working after a replace while the media item exists). Set in Get and
+    BatchGet replies when the service's HTTP listener is on. For a placeholder it
+    carries `default=placeholder`, so it answers the placeholder until the download
+    is ready.
+    """
+    thumbhash: _builtins.bytes
+    """ThumbHash (https://evanw.github.io/thumbhash/) of the cropped image, about 25
+    bytes: decode it to paint a blurred preview before the bytes arrive. Empty while
+    there is no image (a download in progress, a placeholder).
+    """
     @_builtins.property
     def crop(self) -> Global___CropRect:
         """The crop applied, in upright original coordinates."""
@@ -328,10 +344,12 @@ class ProfileImage(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         original_width: _builtins.int = ...,
         original_height: _builtins.int = ...,
+        url: _builtins.str = ...,
+        thumbhash: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "crop", b"crop", "failure", b"failure", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "crop", b"crop", "data", b"data", "etag", b"etag", "failure", b"failure", "height", b"height", "media_id", b"media_id", "original_height", b"original_height", "original_width", b"original_width", "placeholder", b"placeholder", "size_bytes", b"size_bytes", "source", b"source", "source_url", b"source_url", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "crop", b"crop", "data", b"data", "etag", b"etag", "failure", b"failure", "height", b"height", "media_id", b"media_id", "original_height", b"original_height", "original_width", b"original_width", "placeholder", b"placeholder", "size_bytes", b"size_bytes", "source", b"source", "source_url", b"source_url", "status", b"status", "thumbhash", b"thumbhash", "update_time", b"update_time", "url", b"url", "user_id", b"user_id", "version", b"version", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -445,6 +463,7 @@ class GetProfileImageRequest(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     METADATA_ONLY_FIELD_NUMBER: _builtins.int
+    IF_NONE_MATCH_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Required. The user whose image to return."""
     size: _builtins.int
@@ -456,6 +475,10 @@ class GetProfileImageRequest(_message.Message):
     """Output format; UNSPECIFIED = JPEG when opaque, PNG when the image has transparency."""
     metadata_only: _builtins.bool
     """When true, only metadata is returned and `data` is left empty."""
+    if_none_match: _builtins.str
+    """The etag of the image the caller already has. When what would be served has this
+    etag, the response has `not_modified = true` and the metadata without `data`.
+    """
     def __init__(
         self,
         *,
@@ -463,10 +486,11 @@ class GetProfileImageRequest(_message.Message):
         size: _builtins.int = ...,
         format: Global___ImageFormat.ValueType = ...,
         metadata_only: _builtins.bool = ...,
+        if_none_match: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "metadata_only", b"metadata_only", "size", b"size", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "if_none_match", b"if_none_match", "metadata_only", b"metadata_only", "size", b"size", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -479,6 +503,11 @@ class GetProfileImageResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROFILE_IMAGE_FIELD_NUMBER: _builtins.int
+    NOT_MODIFIED_FIELD_NUMBER: _builtins.int
+    not_modified: _builtins.bool
+    """True when `if_none_match` matched: `profile_image.data` is empty, the caller's
+    copy is current.
+    """
     @_builtins.property
     def profile_image(self) -> Global___ProfileImage:
         """The image and its metadata."""
@@ -487,14 +516,151 @@ class GetProfileImageResponse(_message.Message):
         self,
         *,
         profile_image: Global___ProfileImage | None = ...,
+        not_modified: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["profile_image", b"profile_image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile_image", b"profile_image"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_modified", b"not_modified", "profile_image", b"profile_image"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetProfileImageResponse: _TypeAlias = GetProfileImageResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetProfileImagesRequest(_message.Message):
+    """Request for BatchGetProfileImages."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class KnownVersionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    METADATA_ONLY_FIELD_NUMBER: _builtins.int
+    KNOWN_VERSIONS_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """As in GetProfileImageRequest, for every user."""
+    format: Global___ImageFormat.ValueType
+    """As in GetProfileImageRequest, for every user."""
+    metadata_only: _builtins.bool
+    """When true, no entry carries bytes."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The users whose images to return, at most 100 (duplicates allowed: one entry each)."""
+
+    @_builtins.property
+    def known_versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """User id -> the version the caller already has. A user still at that version comes
+        back `unchanged`, without bytes.
+        """
+
+    def __init__(
+        self,
+        *,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        size: _builtins.int = ...,
+        format: Global___ImageFormat.ValueType = ...,
+        metadata_only: _builtins.bool = ...,
+        known_versions: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "known_versions", b"known_versions", "metadata_only", b"metadata_only", "size", b"size", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetProfileImagesRequest: _TypeAlias = BatchGetProfileImagesRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetProfileImagesEntry(_message.Message):
+    """One user's result in a BatchGetProfileImagesResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PROFILE_IMAGE_FIELD_NUMBER: _builtins.int
+    UNCHANGED_FIELD_NUMBER: _builtins.int
+    NOT_FOUND_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The requested user id, as sent."""
+    unchanged: _builtins.bool
+    """True: the caller's version is current; no bytes."""
+    not_found: _builtins.bool
+    """True: the user has no profile image."""
+    @_builtins.property
+    def profile_image(self) -> Global___ProfileImage:
+        """The user's image: changed since `known_versions`, or new to the caller (bytes
+        unless `metadata_only`).
+        """
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """This id failed (an invalid id: INVALID_ARGUMENT with the same details as
+        GetProfileImage would give; storage trouble: UNAVAILABLE; ...).
+        """
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        profile_image: Global___ProfileImage | None = ...,
+        unchanged: _builtins.bool = ...,
+        not_found: _builtins.bool = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "not_found", b"not_found", "profile_image", b"profile_image", "result", b"result", "unchanged", b"unchanged"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "not_found", b"not_found", "profile_image", b"profile_image", "result", b"result", "unchanged", b"unchanged", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["profile_image", "unchanged", "not_found", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___BatchGetProfileImagesEntry: _TypeAlias = BatchGetProfileImagesEntry  # noqa: Y015
+
+@_typing.final
+class BatchGetProfileImagesResponse(_message.Message):
+    """Response of BatchGetProfileImages."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchGetProfileImagesEntry]:
+        """One entry per requested id, in request order."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___BatchGetProfileImagesEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetProfileImagesResponse: _TypeAlias = BatchGetProfileImagesResponse  # noqa: Y015
 
 @_typing.final
 class SetProfileImageRequest(_message.Message):

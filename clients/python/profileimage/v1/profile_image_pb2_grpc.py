@@ -40,6 +40,11 @@ class ProfileImageServiceStub:
                 request_serializer=profileimage_dot_v1_dot_profile__image__pb2.GetProfileImageRequest.SerializeToString,
                 response_deserializer=profileimage_dot_v1_dot_profile__image__pb2.GetProfileImageResponse.FromString,
                 _registered_method=True)
+        self.BatchGetProfileImages = channel.unary_unary(
+                '/profileimage.v1.ProfileImageService/BatchGetProfileImages',
+                request_serializer=profileimage_dot_v1_dot_profile__image__pb2.BatchGetProfileImagesRequest.SerializeToString,
+                response_deserializer=profileimage_dot_v1_dot_profile__image__pb2.BatchGetProfileImagesResponse.FromString,
+                _registered_method=True)
         self.SetProfileImage = channel.unary_unary(
                 '/profileimage.v1.ProfileImageService/SetProfileImage',
                 request_serializer=profileimage_dot_v1_dot_profile__image__pb2.SetProfileImageRequest.SerializeToString,
@@ -86,6 +91,16 @@ class ProfileImageServiceServicer:
         format asked for. NOT_FOUND when the user has none. While a URL download is in
         progress (or after it failed) a generated placeholder is served with
         `placeholder = true`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetProfileImages(self, request, context):
+        """Reads up to 100 users' images at once (a feed): one entry per requested id, in
+        request order. Users whose version the caller already has come back `unchanged`,
+        without bytes. One bad id gives that entry an `error`; it never fails the batch.
+        More than 100 ids: INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +170,11 @@ def add_ProfileImageServiceServicer_to_server(servicer, server):
                     request_deserializer=profileimage_dot_v1_dot_profile__image__pb2.GetProfileImageRequest.FromString,
                     response_serializer=profileimage_dot_v1_dot_profile__image__pb2.GetProfileImageResponse.SerializeToString,
             ),
+            'BatchGetProfileImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetProfileImages,
+                    request_deserializer=profileimage_dot_v1_dot_profile__image__pb2.BatchGetProfileImagesRequest.FromString,
+                    response_serializer=profileimage_dot_v1_dot_profile__image__pb2.BatchGetProfileImagesResponse.SerializeToString,
+            ),
             'SetProfileImage': grpc.unary_unary_rpc_method_handler(
                     servicer.SetProfileImage,
                     request_deserializer=profileimage_dot_v1_dot_profile__image__pb2.SetProfileImageRequest.FromString,
@@ -219,6 +239,33 @@ class ProfileImageService:
             '/profileimage.v1.ProfileImageService/GetProfileImage',
             profileimage_dot_v1_dot_profile__image__pb2.GetProfileImageRequest.SerializeToString,
             profileimage_dot_v1_dot_profile__image__pb2.GetProfileImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetProfileImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/profileimage.v1.ProfileImageService/BatchGetProfileImages',
+            profileimage_dot_v1_dot_profile__image__pb2.BatchGetProfileImagesRequest.SerializeToString,
+            profileimage_dot_v1_dot_profile__image__pb2.BatchGetProfileImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,12 @@ class ProfileImageServiceStub:
     progress (or after it failed) a generated placeholder is served with
     `placeholder = true`.
     """
+    BatchGetProfileImages: _grpc.UnaryUnaryMultiCallable[_profile_image_pb2.BatchGetProfileImagesRequest, _profile_image_pb2.BatchGetProfileImagesResponse]
+    """Reads up to 100 users' images at once (a feed): one entry per requested id, in
+    request order. Users whose version the caller already has come back `unchanged`,
+    without bytes. One bad id gives that entry an `error`; it never fails the batch.
+    More than 100 ids: INVALID_ARGUMENT.
+    """
     SetProfileImage: _grpc.UnaryUnaryMultiCallable[_profile_image_pb2.SetProfileImageRequest, _profile_image_pb2.SetProfileImageResponse]
     """Sets the profile image from an inline image (processed before the reply, READY),
     from one of the user's earlier media items (READY), or from a URL (the reply comes at
@@ -87,6 +93,12 @@ class ProfileImageServiceAsyncStub(ProfileImageServiceStub):
     format asked for. NOT_FOUND when the user has none. While a URL download is in
     progress (or after it failed) a generated placeholder is served with
     `placeholder = true`.
+    """
+    BatchGetProfileImages: _aio.UnaryUnaryMultiCallable[_profile_image_pb2.BatchGetProfileImagesRequest, _profile_image_pb2.BatchGetProfileImagesResponse]  # type: ignore[assignment]
+    """Reads up to 100 users' images at once (a feed): one entry per requested id, in
+    request order. Users whose version the caller already has come back `unchanged`,
+    without bytes. One bad id gives that entry an `error`; it never fails the batch.
+    More than 100 ids: INVALID_ARGUMENT.
     """
     SetProfileImage: _aio.UnaryUnaryMultiCallable[_profile_image_pb2.SetProfileImageRequest, _profile_image_pb2.SetProfileImageResponse]  # type: ignore[assignment]
     """Sets the profile image from an inline image (processed before the reply, READY),
@@ -128,6 +140,18 @@ class ProfileImageServiceServicer(metaclass=_abc_1.ABCMeta):
         format asked for. NOT_FOUND when the user has none. While a URL download is in
         progress (or after it failed) a generated placeholder is served with
         `placeholder = true`.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetProfileImages(
+        self,
+        request: _profile_image_pb2.BatchGetProfileImagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_profile_image_pb2.BatchGetProfileImagesResponse, _abc.Awaitable[_profile_image_pb2.BatchGetProfileImagesResponse]]:
+        """Reads up to 100 users' images at once (a feed): one entry per requested id, in
+        request order. Users whose version the caller already has come back `unchanged`,
+        without bytes. One bad id gives that entry an `error`; it never fails the batch.
+        More than 100 ids: INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod

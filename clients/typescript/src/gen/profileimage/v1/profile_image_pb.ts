@@ -18,13 +18,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Status as Status$1 } from "../../google/rpc/status_pb.js";
+import { file_google_rpc_status } from "../../google/rpc/status_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file profileimage/v1/profile_image.proto.
  */
 export const file_profileimage_v1_profile_image: GenFile = /*@__PURE__*/
-  fileDesc("CiNwcm9maWxlaW1hZ2UvdjEvcHJvZmlsZV9pbWFnZS5wcm90bxIPcHJvZmlsZWltYWdlLnYxIi4KCENyb3BSZWN0EgkKAXgYASABKA0SCQoBeRgCIAEoDRIMCgRzaXplGAMgASgNIioKB0ZhaWx1cmUSDgoGcmVhc29uGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiiQQKDFByb2ZpbGVJbWFnZRIPCgd1c2VyX2lkGAEgASgJEhAKCG1lZGlhX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAQSJwoGc3RhdHVzGAQgASgOMhcucHJvZmlsZWltYWdlLnYxLlN0YXR1cxIUCgxjb250ZW50X3R5cGUYBSABKAkSDQoFd2lkdGgYBiABKA0SDgoGaGVpZ2h0GAcgASgNEhIKCnNpemVfYnl0ZXMYCCABKAQSDAoEZXRhZxgJIAEoCRInCgZzb3VyY2UYCiABKA4yFy5wcm9maWxlaW1hZ2UudjEuU291cmNlEhIKCnNvdXJjZV91cmwYCyABKAkSJwoEY3JvcBgMIAEoCzIZLnByb2ZpbGVpbWFnZS52MS5Dcm9wUmVjdBIpCgdmYWlsdXJlGA0gASgLMhgucHJvZmlsZWltYWdlLnYxLkZhaWx1cmUSDAoEZGF0YRgOIAEoDBITCgtwbGFjZWhvbGRlchgPIAEoCBIvCgtjcmVhdGVfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDm9yaWdpbmFsX3dpZHRoGBIgASgNEhcKD29yaWdpbmFsX2hlaWdodBgTIAEoDSKoAgoFTWVkaWESEAoIbWVkaWFfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDQoFd2lkdGgYBCABKA0SDgoGaGVpZ2h0GAUgASgNEhIKCnNpemVfYnl0ZXMYBiABKAQSDAoEZXRhZxgHIAEoCRInCgZzb3VyY2UYCCABKA4yFy5wcm9maWxlaW1hZ2UudjEuU291cmNlEhIKCnNvdXJjZV91cmwYCSABKAkSDgoGYWN0aXZlGAogASgIEi8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgRjcm9wGAwgASgLMhkucHJvZmlsZWltYWdlLnYxLkNyb3BSZWN0IjEKC0lubGluZUltYWdlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRIMCgRkYXRhGAIgASgMInwKFkdldFByb2ZpbGVJbWFnZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIMCgRzaXplGAIgASgNEiwKBmZvcm1hdBgDIAEoDjIcLnByb2ZpbGVpbWFnZS52MS5JbWFnZUZvcm1hdBIVCg1tZXRhZGF0YV9vbmx5GAQgASgIIk8KF0dldFByb2ZpbGVJbWFnZVJlc3BvbnNlEjQKDXByb2ZpbGVfaW1hZ2UYASABKAsyHS5wcm9maWxlaW1hZ2UudjEuUHJvZmlsZUltYWdlIuIBChZTZXRQcm9maWxlSW1hZ2VSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDQoDdXJsGAIgASgJSAASLQoFaW1hZ2UYAyABKAsyHC5wcm9maWxlaW1hZ2UudjEuSW5saW5lSW1hZ2VIABISCghtZWRpYV9pZBgEIAEoCUgAEicKBGNyb3AYBSABKAsyGS5wcm9maWxlaW1hZ2UudjEuQ3JvcFJlY3QSHQoQZXhwZWN0ZWRfdmVyc2lvbhgGIAEoBEgBiAEBQggKBnNvdXJjZUITChFfZXhwZWN0ZWRfdmVyc2lvbiJPChdTZXRQcm9maWxlSW1hZ2VSZXNwb25zZRI0Cg1wcm9maWxlX2ltYWdlGAEgASgLMh0ucHJvZmlsZWltYWdlLnYxLlByb2ZpbGVJbWFnZSKoAQoOVXBsb2FkTWV0YWRhdGESDwoHdXNlcl9pZBgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBBInCgRjcm9wGAQgASgLMhkucHJvZmlsZWltYWdlLnYxLkNyb3BSZWN0Eh0KEGV4cGVjdGVkX3ZlcnNpb24YBSABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJsChlVcGxvYWRQcm9maWxlSW1hZ2VSZXF1ZXN0EjMKCG1ldGFkYXRhGAEgASgLMh8ucHJvZmlsZWltYWdlLnYxLlVwbG9hZE1ldGFkYXRhSAASDwoFY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIlIKGlVwbG9hZFByb2ZpbGVJbWFnZVJlc3BvbnNlEjQKDXByb2ZpbGVfaW1hZ2UYASABKAsyHS5wcm9maWxlaW1hZ2UudjEuUHJvZmlsZUltYWdlIocBChdDcm9wUHJvZmlsZUltYWdlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEicKBGNyb3AYAiABKAsyGS5wcm9maWxlaW1hZ2UudjEuQ3JvcFJlY3QSHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIlAKGENyb3BQcm9maWxlSW1hZ2VSZXNwb25zZRI0Cg1wcm9maWxlX2ltYWdlGAEgASgLMh0ucHJvZmlsZWltYWdlLnYxLlByb2ZpbGVJbWFnZSJgChlEZWxldGVQcm9maWxlSW1hZ2VSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIhwKGkRlbGV0ZVByb2ZpbGVJbWFnZVJlc3BvbnNlIkoKEExpc3RNZWRpYVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJTChFMaXN0TWVkaWFSZXNwb25zZRIlCgVtZWRpYRgBIAMoCzIWLnByb2ZpbGVpbWFnZS52MS5NZWRpYRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNwoSRGVsZXRlTWVkaWFSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIbWVkaWFfaWQYAiABKAkiFQoTRGVsZXRlTWVkaWFSZXNwb25zZSJVChJXYXRjaFN0YXR1c1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIWCg51bnRpbF9jb21wbGV0ZRgCIAEoCBIWCg5hZnRlcl9zZXF1ZW5jZRgDIAEoBCLCAQoTV2F0Y2hTdGF0dXNSZXNwb25zZRIQCghzZXF1ZW5jZRgBIAEoBBIoCgR0eXBlGAIgASgOMhoucHJvZmlsZWltYWdlLnYxLkV2ZW50VHlwZRIPCgd1c2VyX2lkGAMgASgJEjQKDXByb2ZpbGVfaW1hZ2UYBCABKAsyHS5wcm9maWxlaW1hZ2UudjEuUHJvZmlsZUltYWdlEigKBHRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKlUKBlNvdXJjZRIWChJTT1VSQ0VfVU5TUEVDSUZJRUQQABIRCg1TT1VSQ0VfVVBMT0FEEAESDgoKU09VUkNFX1VSTBACEhAKDFNPVVJDRV9NRURJQRADKnQKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABIWChJTVEFUVVNfRE9XTkxPQURJTkcQARIVChFTVEFUVVNfUFJPQ0VTU0lORxACEhAKDFNUQVRVU19SRUFEWRADEhEKDVNUQVRVU19GQUlMRUQQBCpvCgtJbWFnZUZvcm1hdBIcChhJTUFHRV9GT1JNQVRfVU5TUEVDSUZJRUQQABIVChFJTUFHRV9GT1JNQVRfSlBFRxABEhQKEElNQUdFX0ZPUk1BVF9QTkcQAhIVChFJTUFHRV9GT1JNQVRfV0VCUBADKqMBCglFdmVudFR5cGUSGgoWRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhcKE0VWRU5UX1RZUEVfU05BUFNIT1QQARISCg5FVkVOVF9UWVBFX1NFVBACEh0KGUVWRU5UX1RZUEVfU1RBVFVTX0NIQU5HRUQQAxIWChJFVkVOVF9UWVBFX0NST1BQRUQQBBIWChJFVkVOVF9UWVBFX0RFTEVURUQQBTK0BgoTUHJvZmlsZUltYWdlU2VydmljZRJkCg9HZXRQcm9maWxlSW1hZ2USJy5wcm9maWxlaW1hZ2UudjEuR2V0UHJvZmlsZUltYWdlUmVxdWVzdBooLnByb2ZpbGVpbWFnZS52MS5HZXRQcm9maWxlSW1hZ2VSZXNwb25zZRJkCg9TZXRQcm9maWxlSW1hZ2USJy5wcm9maWxlaW1hZ2UudjEuU2V0UHJvZmlsZUltYWdlUmVxdWVzdBooLnByb2ZpbGVpbWFnZS52MS5TZXRQcm9maWxlSW1hZ2VSZXNwb25zZRJvChJVcGxvYWRQcm9maWxlSW1hZ2USKi5wcm9maWxlaW1hZ2UudjEuVXBsb2FkUHJvZmlsZUltYWdlUmVxdWVzdBorLnByb2ZpbGVpbWFnZS52MS5VcGxvYWRQcm9maWxlSW1hZ2VSZXNwb25zZSgBEmcKEENyb3BQcm9maWxlSW1hZ2USKC5wcm9maWxlaW1hZ2UudjEuQ3JvcFByb2ZpbGVJbWFnZVJlcXVlc3QaKS5wcm9maWxlaW1hZ2UudjEuQ3JvcFByb2ZpbGVJbWFnZVJlc3BvbnNlEm0KEkRlbGV0ZVByb2ZpbGVJbWFnZRIqLnByb2ZpbGVpbWFnZS52MS5EZWxldGVQcm9maWxlSW1hZ2VSZXF1ZXN0GisucHJvZmlsZWltYWdlLnYxLkRlbGV0ZVByb2ZpbGVJbWFnZVJlc3BvbnNlElIKCUxpc3RNZWRpYRIhLnByb2ZpbGVpbWFnZS52MS5MaXN0TWVkaWFSZXF1ZXN0GiIucHJvZmlsZWltYWdlLnYxLkxpc3RNZWRpYVJlc3BvbnNlElgKC0RlbGV0ZU1lZGlhEiMucHJvZmlsZWltYWdlLnYxLkRlbGV0ZU1lZGlhUmVxdWVzdBokLnByb2ZpbGVpbWFnZS52MS5EZWxldGVNZWRpYVJlc3BvbnNlEloKC1dhdGNoU3RhdHVzEiMucHJvZmlsZWltYWdlLnYxLldhdGNoU3RhdHVzUmVxdWVzdBokLnByb2ZpbGVpbWFnZS52MS5XYXRjaFN0YXR1c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiNwcm9maWxlaW1hZ2UvdjEvcHJvZmlsZV9pbWFnZS5wcm90bxIPcHJvZmlsZWltYWdlLnYxIi4KCENyb3BSZWN0EgkKAXgYASABKA0SCQoBeRgCIAEoDRIMCgRzaXplGAMgASgNIioKB0ZhaWx1cmUSDgoGcmVhc29uGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiqQQKDFByb2ZpbGVJbWFnZRIPCgd1c2VyX2lkGAEgASgJEhAKCG1lZGlhX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAQSJwoGc3RhdHVzGAQgASgOMhcucHJvZmlsZWltYWdlLnYxLlN0YXR1cxIUCgxjb250ZW50X3R5cGUYBSABKAkSDQoFd2lkdGgYBiABKA0SDgoGaGVpZ2h0GAcgASgNEhIKCnNpemVfYnl0ZXMYCCABKAQSDAoEZXRhZxgJIAEoCRInCgZzb3VyY2UYCiABKA4yFy5wcm9maWxlaW1hZ2UudjEuU291cmNlEhIKCnNvdXJjZV91cmwYCyABKAkSJwoEY3JvcBgMIAEoCzIZLnByb2ZpbGVpbWFnZS52MS5Dcm9wUmVjdBIpCgdmYWlsdXJlGA0gASgLMhgucHJvZmlsZWltYWdlLnYxLkZhaWx1cmUSDAoEZGF0YRgOIAEoDBITCgtwbGFjZWhvbGRlchgPIAEoCBIvCgtjcmVhdGVfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDm9yaWdpbmFsX3dpZHRoGBIgASgNEhcKD29yaWdpbmFsX2hlaWdodBgTIAEoDRILCgN1cmwYFCABKAkSEQoJdGh1bWJoYXNoGBUgASgMIqgCCgVNZWRpYRIQCghtZWRpYV9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRINCgV3aWR0aBgEIAEoDRIOCgZoZWlnaHQYBSABKA0SEgoKc2l6ZV9ieXRlcxgGIAEoBBIMCgRldGFnGAcgASgJEicKBnNvdXJjZRgIIAEoDjIXLnByb2ZpbGVpbWFnZS52MS5Tb3VyY2USEgoKc291cmNlX3VybBgJIAEoCRIOCgZhY3RpdmUYCiABKAgSLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBGNyb3AYDCABKAsyGS5wcm9maWxlaW1hZ2UudjEuQ3JvcFJlY3QiMQoLSW5saW5lSW1hZ2USFAoMY29udGVudF90eXBlGAEgASgJEgwKBGRhdGEYAiABKAwikwEKFkdldFByb2ZpbGVJbWFnZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIMCgRzaXplGAIgASgNEiwKBmZvcm1hdBgDIAEoDjIcLnByb2ZpbGVpbWFnZS52MS5JbWFnZUZvcm1hdBIVCg1tZXRhZGF0YV9vbmx5GAQgASgIEhUKDWlmX25vbmVfbWF0Y2gYBSABKAkiZQoXR2V0UHJvZmlsZUltYWdlUmVzcG9uc2USNAoNcHJvZmlsZV9pbWFnZRgBIAEoCzIdLnByb2ZpbGVpbWFnZS52MS5Qcm9maWxlSW1hZ2USFAoMbm90X21vZGlmaWVkGAIgASgIIpMCChxCYXRjaEdldFByb2ZpbGVJbWFnZXNSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygJEgwKBHNpemUYAiABKA0SLAoGZm9ybWF0GAMgASgOMhwucHJvZmlsZWltYWdlLnYxLkltYWdlRm9ybWF0EhUKDW1ldGFkYXRhX29ubHkYBCABKAgSWAoOa25vd25fdmVyc2lvbnMYBSADKAsyQC5wcm9maWxlaW1hZ2UudjEuQmF0Y2hHZXRQcm9maWxlSW1hZ2VzUmVxdWVzdC5Lbm93blZlcnNpb25zRW50cnkaNAoSS25vd25WZXJzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEivgEKGkJhdGNoR2V0UHJvZmlsZUltYWdlc0VudHJ5Eg8KB3VzZXJfaWQYASABKAkSNgoNcHJvZmlsZV9pbWFnZRgCIAEoCzIdLnByb2ZpbGVpbWFnZS52MS5Qcm9maWxlSW1hZ2VIABITCgl1bmNoYW5nZWQYAyABKAhIABITCglub3RfZm91bmQYBCABKAhIABIjCgVlcnJvchgFIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzSABCCAoGcmVzdWx0Il0KHUJhdGNoR2V0UHJvZmlsZUltYWdlc1Jlc3BvbnNlEjwKB2VudHJpZXMYASADKAsyKy5wcm9maWxlaW1hZ2UudjEuQmF0Y2hHZXRQcm9maWxlSW1hZ2VzRW50cnki4gEKFlNldFByb2ZpbGVJbWFnZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRINCgN1cmwYAiABKAlIABItCgVpbWFnZRgDIAEoCzIcLnByb2ZpbGVpbWFnZS52MS5JbmxpbmVJbWFnZUgAEhIKCG1lZGlhX2lkGAQgASgJSAASJwoEY3JvcBgFIAEoCzIZLnByb2ZpbGVpbWFnZS52MS5Dcm9wUmVjdBIdChBleHBlY3RlZF92ZXJzaW9uGAYgASgESAGIAQFCCAoGc291cmNlQhMKEV9leHBlY3RlZF92ZXJzaW9uIk8KF1NldFByb2ZpbGVJbWFnZVJlc3BvbnNlEjQKDXByb2ZpbGVfaW1hZ2UYASABKAsyHS5wcm9maWxlaW1hZ2UudjEuUHJvZmlsZUltYWdlIqgBCg5VcGxvYWRNZXRhZGF0YRIPCgd1c2VyX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEicKBGNyb3AYBCABKAsyGS5wcm9maWxlaW1hZ2UudjEuQ3JvcFJlY3QSHQoQZXhwZWN0ZWRfdmVyc2lvbhgFIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uImwKGVVwbG9hZFByb2ZpbGVJbWFnZVJlcXVlc3QSMwoIbWV0YWRhdGEYASABKAsyHy5wcm9maWxlaW1hZ2UudjEuVXBsb2FkTWV0YWRhdGFIABIPCgVjaHVuaxgCIAEoDEgAQgkKB3BheWxvYWQiUgoaVXBsb2FkUHJvZmlsZUltYWdlUmVzcG9uc2USNAoNcHJvZmlsZV9pbWFnZRgBIAEoCzIdLnByb2ZpbGVpbWFnZS52MS5Qcm9maWxlSW1hZ2UihwEKF0Nyb3BQcm9maWxlSW1hZ2VSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSJwoEY3JvcBgCIAEoCzIZLnByb2ZpbGVpbWFnZS52MS5Dcm9wUmVjdBIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iUAoYQ3JvcFByb2ZpbGVJbWFnZVJlc3BvbnNlEjQKDXByb2ZpbGVfaW1hZ2UYASABKAsyHS5wcm9maWxlaW1hZ2UudjEuUHJvZmlsZUltYWdlImAKGURlbGV0ZVByb2ZpbGVJbWFnZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iHAoaRGVsZXRlUHJvZmlsZUltYWdlUmVzcG9uc2UiSgoQTGlzdE1lZGlhUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEUxpc3RNZWRpYVJlc3BvbnNlEiUKBW1lZGlhGAEgAygLMhYucHJvZmlsZWltYWdlLnYxLk1lZGlhEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI3ChJEZWxldGVNZWRpYVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghtZWRpYV9pZBgCIAEoCSIVChNEZWxldGVNZWRpYVJlc3BvbnNlIlUKEldhdGNoU3RhdHVzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhYKDnVudGlsX2NvbXBsZXRlGAIgASgIEhYKDmFmdGVyX3NlcXVlbmNlGAMgASgEIsIBChNXYXRjaFN0YXR1c1Jlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEigKBHR5cGUYAiABKA4yGi5wcm9maWxlaW1hZ2UudjEuRXZlbnRUeXBlEg8KB3VzZXJfaWQYAyABKAkSNAoNcHJvZmlsZV9pbWFnZRgEIAEoCzIdLnByb2ZpbGVpbWFnZS52MS5Qcm9maWxlSW1hZ2USKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqVQoGU291cmNlEhYKElNPVVJDRV9VTlNQRUNJRklFRBAAEhEKDVNPVVJDRV9VUExPQUQQARIOCgpTT1VSQ0VfVVJMEAISEAoMU09VUkNFX01FRElBEAMqdAoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhYKElNUQVRVU19ET1dOTE9BRElORxABEhUKEVNUQVRVU19QUk9DRVNTSU5HEAISEAoMU1RBVFVTX1JFQURZEAMSEQoNU1RBVFVTX0ZBSUxFRBAEKm8KC0ltYWdlRm9ybWF0EhwKGElNQUdFX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhUKEUlNQUdFX0ZPUk1BVF9KUEVHEAESFAoQSU1BR0VfRk9STUFUX1BORxACEhUKEUlNQUdFX0ZPUk1BVF9XRUJQEAMqowEKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTRVZFTlRfVFlQRV9TTkFQU0hPVBABEhIKDkVWRU5UX1RZUEVfU0VUEAISHQoZRVZFTlRfVFlQRV9TVEFUVVNfQ0hBTkdFRBADEhYKEkVWRU5UX1RZUEVfQ1JPUFBFRBAEEhYKEkVWRU5UX1RZUEVfREVMRVRFRBAFMqwHChNQcm9maWxlSW1hZ2VTZXJ2aWNlEmQKD0dldFByb2ZpbGVJbWFnZRInLnByb2ZpbGVpbWFnZS52MS5HZXRQcm9maWxlSW1hZ2VSZXF1ZXN0GigucHJvZmlsZWltYWdlLnYxLkdldFByb2ZpbGVJbWFnZVJlc3BvbnNlEnYKFUJhdGNoR2V0UHJvZmlsZUltYWdlcxItLnByb2ZpbGVpbWFnZS52MS5CYXRjaEdldFByb2ZpbGVJbWFnZXNSZXF1ZXN0Gi4ucHJvZmlsZWltYWdlLnYxLkJhdGNoR2V0UHJvZmlsZUltYWdlc1Jlc3BvbnNlEmQKD1NldFByb2ZpbGVJbWFnZRInLnByb2ZpbGVpbWFnZS52MS5TZXRQcm9maWxlSW1hZ2VSZXF1ZXN0GigucHJvZmlsZWltYWdlLnYxLlNldFByb2ZpbGVJbWFnZVJlc3BvbnNlEm8KElVwbG9hZFByb2ZpbGVJbWFnZRIqLnByb2ZpbGVpbWFnZS52MS5VcGxvYWRQcm9maWxlSW1hZ2VSZXF1ZXN0GisucHJvZmlsZWltYWdlLnYxLlVwbG9hZFByb2ZpbGVJbWFnZVJlc3BvbnNlKAESZwoQQ3JvcFByb2ZpbGVJbWFnZRIoLnByb2ZpbGVpbWFnZS52MS5Dcm9wUHJvZmlsZUltYWdlUmVxdWVzdBopLnByb2ZpbGVpbWFnZS52MS5Dcm9wUHJvZmlsZUltYWdlUmVzcG9uc2USbQoSRGVsZXRlUHJvZmlsZUltYWdlEioucHJvZmlsZWltYWdlLnYxLkRlbGV0ZVByb2ZpbGVJbWFnZVJlcXVlc3QaKy5wcm9maWxlaW1hZ2UudjEuRGVsZXRlUHJvZmlsZUltYWdlUmVzcG9uc2USUgoJTGlzdE1lZGlhEiEucHJvZmlsZWltYWdlLnYxLkxpc3RNZWRpYVJlcXVlc3QaIi5wcm9maWxlaW1hZ2UudjEuTGlzdE1lZGlhUmVzcG9uc2USWAoLRGVsZXRlTWVkaWESIy5wcm9maWxlaW1hZ2UudjEuRGVsZXRlTWVkaWFSZXF1ZXN0GiQucHJvZmlsZWltYWdlLnYxLkRlbGV0ZU1lZGlhUmVzcG9uc2USWgoLV2F0Y2hTdGF0dXMSIy5wcm9maWxlaW1hZ2UudjEuV2F0Y2hTdGF0dXNSZXF1ZXN0GiQucHJvZmlsZWltYWdlLnYxLldhdGNoU3RhdHVzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_rpc_status]);
 
 /**
  * A square crop rectangle in pixels, in the coordinates of the upright (EXIF-oriented)
@@ -231,6 +233,27 @@ export type ProfileImage = Message<"profileimage.v1.ProfileImage"> & {
    * @generated from field: uint32 original_height = 19;
    */
   originalHeight: number;
+
+  /**
+   * An http(s) URL of this image in the size and format asked for, for web pages and
+   * apps: GET answers the same bytes, cacheable forever (the URL names the version;
+   * it keeps working after a replace while the media item exists). Set in Get and
+   * BatchGet replies when the service's HTTP listener is on. For a placeholder it
+   * carries `default=placeholder`, so it answers the placeholder until the download
+   * is ready.
+   *
+   * @generated from field: string url = 20;
+   */
+  url: string;
+
+  /**
+   * ThumbHash (https://evanw.github.io/thumbhash/) of the cropped image, about 25
+   * bytes: decode it to paint a blurred preview before the bytes arrive. Empty while
+   * there is no image (a download in progress, a placeholder).
+   *
+   * @generated from field: bytes thumbhash = 21;
+   */
+  thumbhash: Uint8Array;
 };
 
 /**
@@ -402,6 +425,14 @@ export type GetProfileImageRequest = Message<"profileimage.v1.GetProfileImageReq
    * @generated from field: bool metadata_only = 4;
    */
   metadataOnly: boolean;
+
+  /**
+   * The etag of the image the caller already has. When what would be served has this
+   * etag, the response has `not_modified = true` and the metadata without `data`.
+   *
+   * @generated from field: string if_none_match = 5;
+   */
+  ifNoneMatch: string;
 };
 
 /**
@@ -423,6 +454,14 @@ export type GetProfileImageResponse = Message<"profileimage.v1.GetProfileImageRe
    * @generated from field: profileimage.v1.ProfileImage profile_image = 1;
    */
   profileImage?: ProfileImage | undefined;
+
+  /**
+   * True when `if_none_match` matched: `profile_image.data` is empty, the caller's
+   * copy is current.
+   *
+   * @generated from field: bool not_modified = 2;
+   */
+  notModified: boolean;
 };
 
 /**
@@ -431,6 +470,139 @@ export type GetProfileImageResponse = Message<"profileimage.v1.GetProfileImageRe
  */
 export const GetProfileImageResponseSchema: GenMessage<GetProfileImageResponse> = /*@__PURE__*/
   messageDesc(file_profileimage_v1_profile_image, 6);
+
+/**
+ * Request for BatchGetProfileImages.
+ *
+ * @generated from message profileimage.v1.BatchGetProfileImagesRequest
+ */
+export type BatchGetProfileImagesRequest = Message<"profileimage.v1.BatchGetProfileImagesRequest"> & {
+  /**
+   * The users whose images to return, at most 100 (duplicates allowed: one entry each).
+   *
+   * @generated from field: repeated string user_ids = 1;
+   */
+  userIds: string[];
+
+  /**
+   * As in GetProfileImageRequest, for every user.
+   *
+   * @generated from field: uint32 size = 2;
+   */
+  size: number;
+
+  /**
+   * As in GetProfileImageRequest, for every user.
+   *
+   * @generated from field: profileimage.v1.ImageFormat format = 3;
+   */
+  format: ImageFormat;
+
+  /**
+   * When true, no entry carries bytes.
+   *
+   * @generated from field: bool metadata_only = 4;
+   */
+  metadataOnly: boolean;
+
+  /**
+   * User id -> the version the caller already has. A user still at that version comes
+   * back `unchanged`, without bytes.
+   *
+   * @generated from field: map<string, uint64> known_versions = 5;
+   */
+  knownVersions: { [key: string]: bigint };
+};
+
+/**
+ * Describes the message profileimage.v1.BatchGetProfileImagesRequest.
+ * Use `create(BatchGetProfileImagesRequestSchema)` to create a new message.
+ */
+export const BatchGetProfileImagesRequestSchema: GenMessage<BatchGetProfileImagesRequest> = /*@__PURE__*/
+  messageDesc(file_profileimage_v1_profile_image, 7);
+
+/**
+ * One user's result in a BatchGetProfileImagesResponse.
+ *
+ * @generated from message profileimage.v1.BatchGetProfileImagesEntry
+ */
+export type BatchGetProfileImagesEntry = Message<"profileimage.v1.BatchGetProfileImagesEntry"> & {
+  /**
+   * The requested user id, as sent.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Exactly one of these.
+   *
+   * @generated from oneof profileimage.v1.BatchGetProfileImagesEntry.result
+   */
+  result: {
+    /**
+     * The user's image: changed since `known_versions`, or new to the caller (bytes
+     * unless `metadata_only`).
+     *
+     * @generated from field: profileimage.v1.ProfileImage profile_image = 2;
+     */
+    value: ProfileImage;
+    case: "profileImage";
+  } | {
+    /**
+     * True: the caller's version is current; no bytes.
+     *
+     * @generated from field: bool unchanged = 3;
+     */
+    value: boolean;
+    case: "unchanged";
+  } | {
+    /**
+     * True: the user has no profile image.
+     *
+     * @generated from field: bool not_found = 4;
+     */
+    value: boolean;
+    case: "notFound";
+  } | {
+    /**
+     * This id failed (an invalid id: INVALID_ARGUMENT with the same details as
+     * GetProfileImage would give; storage trouble: UNAVAILABLE; ...).
+     *
+     * @generated from field: google.rpc.Status error = 5;
+     */
+    value: Status$1;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message profileimage.v1.BatchGetProfileImagesEntry.
+ * Use `create(BatchGetProfileImagesEntrySchema)` to create a new message.
+ */
+export const BatchGetProfileImagesEntrySchema: GenMessage<BatchGetProfileImagesEntry> = /*@__PURE__*/
+  messageDesc(file_profileimage_v1_profile_image, 8);
+
+/**
+ * Response of BatchGetProfileImages.
+ *
+ * @generated from message profileimage.v1.BatchGetProfileImagesResponse
+ */
+export type BatchGetProfileImagesResponse = Message<"profileimage.v1.BatchGetProfileImagesResponse"> & {
+  /**
+   * One entry per requested id, in request order.
+   *
+   * @generated from field: repeated profileimage.v1.BatchGetProfileImagesEntry entries = 1;
+   */
+  entries: BatchGetProfileImagesEntry[];
+};
+
+/**
+ * Describes the message profileimage.v1.BatchGetProfileImagesResponse.
+ * Use `create(BatchGetProfileImagesResponseSchema)` to create a new message.
+ */
+export const BatchGetProfileImagesResponseSchema: GenMessage<BatchGetProfileImagesResponse> = /*@__PURE__*/
+  messageDesc(file_profileimage_v1_profile_image, 9);
 
 /**
  * Request for SetProfileImage.
@@ -498,7 +670,7 @@ export type SetProfileImageRequest = Message<"profileimage.v1.SetProfileImageReq
  * Use `create(SetProfileImageRequestSchema)` to create a new message.
  */
 export const SetProfileImageRequestSchema: GenMessage<SetProfileImageRequest> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 7);
+  messageDesc(file_profileimage_v1_profile_image, 10);
 
 /**
  * Response of SetProfileImage.
@@ -519,7 +691,7 @@ export type SetProfileImageResponse = Message<"profileimage.v1.SetProfileImageRe
  * Use `create(SetProfileImageResponseSchema)` to create a new message.
  */
 export const SetProfileImageResponseSchema: GenMessage<SetProfileImageResponse> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 8);
+  messageDesc(file_profileimage_v1_profile_image, 11);
 
 /**
  * First message of an upload.
@@ -570,7 +742,7 @@ export type UploadMetadata = Message<"profileimage.v1.UploadMetadata"> & {
  * Use `create(UploadMetadataSchema)` to create a new message.
  */
 export const UploadMetadataSchema: GenMessage<UploadMetadata> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 9);
+  messageDesc(file_profileimage_v1_profile_image, 12);
 
 /**
  * One message of an upload stream.
@@ -607,7 +779,7 @@ export type UploadProfileImageRequest = Message<"profileimage.v1.UploadProfileIm
  * Use `create(UploadProfileImageRequestSchema)` to create a new message.
  */
 export const UploadProfileImageRequestSchema: GenMessage<UploadProfileImageRequest> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 10);
+  messageDesc(file_profileimage_v1_profile_image, 13);
 
 /**
  * Response of UploadProfileImage.
@@ -628,7 +800,7 @@ export type UploadProfileImageResponse = Message<"profileimage.v1.UploadProfileI
  * Use `create(UploadProfileImageResponseSchema)` to create a new message.
  */
 export const UploadProfileImageResponseSchema: GenMessage<UploadProfileImageResponse> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 11);
+  messageDesc(file_profileimage_v1_profile_image, 14);
 
 /**
  * Request for CropProfileImage.
@@ -664,7 +836,7 @@ export type CropProfileImageRequest = Message<"profileimage.v1.CropProfileImageR
  * Use `create(CropProfileImageRequestSchema)` to create a new message.
  */
 export const CropProfileImageRequestSchema: GenMessage<CropProfileImageRequest> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 12);
+  messageDesc(file_profileimage_v1_profile_image, 15);
 
 /**
  * Response of CropProfileImage.
@@ -685,7 +857,7 @@ export type CropProfileImageResponse = Message<"profileimage.v1.CropProfileImage
  * Use `create(CropProfileImageResponseSchema)` to create a new message.
  */
 export const CropProfileImageResponseSchema: GenMessage<CropProfileImageResponse> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 13);
+  messageDesc(file_profileimage_v1_profile_image, 16);
 
 /**
  * Request for DeleteProfileImage.
@@ -713,7 +885,7 @@ export type DeleteProfileImageRequest = Message<"profileimage.v1.DeleteProfileIm
  * Use `create(DeleteProfileImageRequestSchema)` to create a new message.
  */
 export const DeleteProfileImageRequestSchema: GenMessage<DeleteProfileImageRequest> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 14);
+  messageDesc(file_profileimage_v1_profile_image, 17);
 
 /**
  * Response of DeleteProfileImage.
@@ -728,7 +900,7 @@ export type DeleteProfileImageResponse = Message<"profileimage.v1.DeleteProfileI
  * Use `create(DeleteProfileImageResponseSchema)` to create a new message.
  */
 export const DeleteProfileImageResponseSchema: GenMessage<DeleteProfileImageResponse> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 15);
+  messageDesc(file_profileimage_v1_profile_image, 18);
 
 /**
  * Request for ListMedia.
@@ -763,7 +935,7 @@ export type ListMediaRequest = Message<"profileimage.v1.ListMediaRequest"> & {
  * Use `create(ListMediaRequestSchema)` to create a new message.
  */
 export const ListMediaRequestSchema: GenMessage<ListMediaRequest> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 16);
+  messageDesc(file_profileimage_v1_profile_image, 19);
 
 /**
  * Response of ListMedia.
@@ -791,7 +963,7 @@ export type ListMediaResponse = Message<"profileimage.v1.ListMediaResponse"> & {
  * Use `create(ListMediaResponseSchema)` to create a new message.
  */
 export const ListMediaResponseSchema: GenMessage<ListMediaResponse> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 17);
+  messageDesc(file_profileimage_v1_profile_image, 20);
 
 /**
  * Request for DeleteMedia.
@@ -819,7 +991,7 @@ export type DeleteMediaRequest = Message<"profileimage.v1.DeleteMediaRequest"> &
  * Use `create(DeleteMediaRequestSchema)` to create a new message.
  */
 export const DeleteMediaRequestSchema: GenMessage<DeleteMediaRequest> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 18);
+  messageDesc(file_profileimage_v1_profile_image, 21);
 
 /**
  * Response of DeleteMedia.
@@ -834,7 +1006,7 @@ export type DeleteMediaResponse = Message<"profileimage.v1.DeleteMediaResponse">
  * Use `create(DeleteMediaResponseSchema)` to create a new message.
  */
 export const DeleteMediaResponseSchema: GenMessage<DeleteMediaResponse> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 19);
+  messageDesc(file_profileimage_v1_profile_image, 22);
 
 /**
  * Request for WatchStatus.
@@ -872,7 +1044,7 @@ export type WatchStatusRequest = Message<"profileimage.v1.WatchStatusRequest"> &
  * Use `create(WatchStatusRequestSchema)` to create a new message.
  */
 export const WatchStatusRequestSchema: GenMessage<WatchStatusRequest> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 20);
+  messageDesc(file_profileimage_v1_profile_image, 23);
 
 /**
  * One message of a WatchStatus stream.
@@ -923,7 +1095,7 @@ export type WatchStatusResponse = Message<"profileimage.v1.WatchStatusResponse">
  * Use `create(WatchStatusResponseSchema)` to create a new message.
  */
 export const WatchStatusResponseSchema: GenMessage<WatchStatusResponse> = /*@__PURE__*/
-  messageDesc(file_profileimage_v1_profile_image, 21);
+  messageDesc(file_profileimage_v1_profile_image, 24);
 
 /**
  * Where a version's image came from.
@@ -1132,6 +1304,19 @@ export const ProfileImageService: GenService<{
     methodKind: "unary";
     input: typeof GetProfileImageRequestSchema;
     output: typeof GetProfileImageResponseSchema;
+  },
+  /**
+   * Reads up to 100 users' images at once (a feed): one entry per requested id, in
+   * request order. Users whose version the caller already has come back `unchanged`,
+   * without bytes. One bad id gives that entry an `error`; it never fails the batch.
+   * More than 100 ids: INVALID_ARGUMENT.
+   *
+   * @generated from rpc profileimage.v1.ProfileImageService.BatchGetProfileImages
+   */
+  batchGetProfileImages: {
+    methodKind: "unary";
+    input: typeof BatchGetProfileImagesRequestSchema;
+    output: typeof BatchGetProfileImagesResponseSchema;
   },
   /**
    * Sets the profile image from an inline image (processed before the reply, READY),
