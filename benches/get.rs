@@ -519,7 +519,7 @@ async fn run() {
 
     if let Some(pair) = pairs.first() {
         let batch_seconds: f64 = env_or("GET_BENCH_BATCH_SECONDS", 3.0);
-        batch_metadata(pair.service, batch_seconds).await;
+        batch_metadata(pair.jwt, &pair.token, batch_seconds).await;
     }
 
     shutdown.cancel();
@@ -609,12 +609,13 @@ async fn load(
 /// Users in one BatchGet.
 const BATCH_USERS: usize = 100;
 
-/// BatchGetProfileImages of 100 users, metadata only, one call at a time: p50 and p99.
-async fn batch_metadata(service: SocketAddr, seconds: f64) {
+/// BatchGetProfileImages of 100 users, metadata only, one call at a time (with a bearer
+/// token, as a real caller): p50 and p99.
+async fn batch_metadata(service: SocketAddr, token: &str, seconds: f64) {
     let photo =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos/chelsea_small.jpg");
     let bytes = std::fs::read(&photo).expect("small photo");
-    let mut client = client(connect(service).await);
+    let mut client = client(connect(service).await, Some(token));
     let users: Vec<String> = (0..BATCH_USERS)
         .map(|i| format!("batch-user-{i}"))
         .collect();

@@ -182,6 +182,8 @@ fn start_service(data_dir: &Path) -> (Running, SocketAddr, SocketAddr) {
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn,profile_image=info")
+        // Image URLs need no token; the one set-up call is made without one.
+        .env("PROFILE_IMAGE_AUTH", "none")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

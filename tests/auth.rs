@@ -83,6 +83,7 @@ fn get_request(user: &str) -> pb::GetProfileImageRequest {
         size: 64,
         format: pb::ImageFormat::Unspecified as i32,
         metadata_only: true,
+        ..Default::default()
     }
 }
 

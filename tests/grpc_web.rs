@@ -11,8 +11,18 @@ use prost::Message;
 
 const SERVICE: &str = "profileimage.v1.ProfileImageService";
 
-/// One gRPC-Web call: the request message framed, POSTed over HTTP/1.1.
+/// One gRPC-Web call as an admin: the request message framed, POSTed over HTTP/1.1.
 async fn call(server: &Server, method: &str, message: &impl Message) -> HttpResponse {
+    let bearer = format!("Bearer {}", common::admin_token());
+    call_with(server, method, message, Some(&bearer)).await
+}
+
+async fn call_with(
+    server: &Server,
+    method: &str,
+    message: &impl Message,
+    authorization: Option<&str>,
+) -> HttpResponse {
     let encoded = message.encode_to_vec();
     let mut body = BytesMut::with_capacity(5 + encoded.len());
     body.put_u8(0);
@@ -24,7 +34,10 @@ async fn call(server: &Server, method: &str, message: &impl Message) -> HttpResp
         &[
             ("content-type", "application/grpc-web+proto"),
             ("x-grpc-web", "1"),
-        ],
+        ]
+        .into_iter()
+        .chain(authorization.map(|value| ("authorization", value)))
+        .collect::<Vec<_>>(),
         body.freeze(),
     )
     .await
@@ -89,7 +102,18 @@ async fn a_failed_grpc_web_call_carries_its_status_in_the_trailers() {
         ..Default::default()
     };
     let response = call(&server, "GetProfileImage", &request).await;
-    let status = response
+    assert_eq!(grpc_status(&response).as_deref(), Some("5"), "NOT_FOUND");
+    let anonymous = call_with(&server, "GetProfileImage", &request, None).await;
+    assert_eq!(
+        grpc_status(&anonymous).as_deref(),
+        Some("16"),
+        "UNAUTHENTICATED: gRPC-Web needs a bearer token like gRPC"
+    );
+}
+
+/// A gRPC-Web response's grpc-status: a header (trailers-only) or in the trailer frame.
+fn grpc_status(response: &HttpResponse) -> Option<String> {
+    response
         .header("grpc-status")
         .map(str::to_owned)
         .or_else(|| {
@@ -97,8 +121,7 @@ async fn a_failed_grpc_web_call_carries_its_status_in_the_trailers() {
             trailers
                 .lines()
                 .find_map(|l| l.strip_prefix("grpc-status:").map(|s| s.trim().to_owned()))
-        });
-    assert_eq!(status.as_deref(), Some("5"), "NOT_FOUND");
+        })
 }
 
 #[tokio::test]

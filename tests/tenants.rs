@@ -408,3 +408,64 @@ fn sled_trees(data_dir: &Path) -> Vec<String> {
     }
     panic!("the data dir stayed locked");
 }
+
+#[tokio::test]
+async fn image_urls_and_batches_stay_in_the_callers_tenant() {
+    let server = Server::start().await;
+    let mut acme = as_user(&server, "acme", "alice", false).await;
+    let mut globex = as_user(&server, "globex", "alice", false).await;
+    let acme_image = set_inline(&mut acme, "me", corpus_bytes(PHOTO))
+        .await
+        .expect("acme's alice sets");
+    set_inline(&mut globex, "me", corpus_bytes("photos/logo.png"))
+        .await
+        .expect("globex's alice sets");
+
+    let read = get(&mut acme, "alice", 64, pb::ImageFormat::Jpeg)
+        .await
+        .expect("acme reads");
+    let base = server.http_base();
+    assert!(
+        read.url
+            .starts_with(&format!("{base}/v1/images/acme/alice/{}/", read.version)),
+        "the URL names the owner's tenant: {}",
+        read.url
+    );
+    let fetched = common::http::get(&read.url).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body, read.data, "the URL serves acme's alice");
+    for other in ["globex", "default"] {
+        let current = common::http::get(&format!("{base}/v1/images/{other}/alice/64.jpg")).await;
+        if other == "globex" {
+            assert_eq!(current.status, 200);
+            assert_ne!(current.body, read.data, "globex's alice is another picture");
+        } else {
+            assert_eq!(current.status, 404, "nobody called alice in `default`");
+        }
+    }
+
+    let entries = globex
+        .batch_get_profile_images(pb::BatchGetProfileImagesRequest {
+            user_ids: vec!["alice".into(), "me".into()],
+            size: 64,
+            format: pb::ImageFormat::Jpeg as i32,
+            metadata_only: true,
+            known_versions: Default::default(),
+        })
+        .await
+        .expect("batch")
+        .into_inner()
+        .entries;
+    for entry in &entries {
+        use pb::batch_get_profile_images_entry::Result as Entry;
+        let Some(Entry::ProfileImage(image)) = &entry.result else {
+            panic!("{}: {:?}", entry.user_id, entry.result);
+        };
+        assert_ne!(image.etag, acme_image.etag, "globex's alice, not acme's");
+        assert!(
+            image.url.contains("/v1/images/globex/alice/"),
+            "{}",
+            image.url
+        );
+    }
+}

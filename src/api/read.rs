@@ -4,11 +4,11 @@
 use prost::Message;
 use tonic::Status;
 
-use crate::api::{access, convert};
 use crate::api::service::ProfileImageApi;
+use crate::api::{access, convert};
+use crate::auth::Caller;
 use crate::error::{Error, reason};
 use crate::http::UrlTarget;
-use crate::auth::Caller;
 use crate::model::{ProfileView, UserId};
 use crate::pb::{self, batch_get_profile_images_entry::Result as Entry};
 use crate::profiles::ImageRequest;

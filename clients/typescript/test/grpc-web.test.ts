@@ -12,9 +12,12 @@ import { corpusFile, newUser, type RunningServer, startServer } from "./fixtures
 
 describe("gRPC-Web against the real server", () => {
   let server: RunningServer;
+  let adminToken: string;
 
   before(async () => {
     server = await startServer();
+    // An admin's token: the tests act on several users.
+    adminToken = server.token("--user", "ts-web-tests", "--admin");
   });
 
   after(async () => {
@@ -24,13 +27,23 @@ describe("gRPC-Web against the real server", () => {
   function webClient() {
     return createClient(
       ProfileImageService,
-      createGrpcWebTransport({ baseUrl: server.url, httpVersion: "1.1" }),
+      createGrpcWebTransport({
+        baseUrl: server.url,
+        httpVersion: "1.1",
+        // What a web app does: its bearer token on every call.
+        interceptors: [
+          (next) => async (request) => {
+            request.header.set("authorization", `Bearer ${adminToken}`);
+            return next(request);
+          },
+        ],
+      }),
     );
   }
 
   test("a unary call answers the image gRPC answers, with its URL and thumbhash", async () => {
     const user = newUser();
-    const grpc = new ProfileImageClient(server.url);
+    const grpc = new ProfileImageClient(server.url, { token: adminToken });
     await grpc.uploadFile(user, corpusFile("photos/rocket.jpg"));
     const reply = await webClient().getProfileImage({ userId: user, size: 64, format: ImageFormat.JPEG });
     const image = reply.profileImage;
@@ -43,7 +56,7 @@ describe("gRPC-Web against the real server", () => {
 
   test("a server stream delivers the snapshot and ends when complete", async () => {
     const user = newUser();
-    await new ProfileImageClient(server.url).uploadFile(user, corpusFile("photos/rocket.jpg"));
+    await new ProfileImageClient(server.url, { token: adminToken }).uploadFile(user, corpusFile("photos/rocket.jpg"));
     const events = [];
     for await (const event of webClient().watchStatus({ userId: user, untilComplete: true })) {
       events.push(event);
