@@ -10,6 +10,7 @@
 //! serves image URLs over HTTP/1.1, reading through `profiles` like `api`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;

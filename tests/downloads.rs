@@ -317,3 +317,46 @@ async fn a_download_resumes_after_kill_9() {
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn a_downloads_outcome_is_audited_as_the_servers_change() {
+    let origin = Origin::start().await;
+    let server = Server::start_with(LOCAL).await;
+    let mut client = server.client().await;
+    let good = set_url(&mut client, "dee", &origin.url("/image/photos/rocket.jpg"))
+        .await
+        .unwrap();
+    let bad = set_url(&mut client, "eve", &origin.url("/status/404"))
+        .await
+        .unwrap();
+    watch_to_end(&mut client, "dee").await;
+    watch_to_end(&mut client, "eve").await;
+
+    let wanted = [
+        ("dee", "download-complete", good.version),
+        ("eve", "download-failed", bad.version),
+    ];
+    let found = |lines: &[String], (user, action, version): (&str, &str, u64)| {
+        lines.iter().any(|l| {
+            l.contains(" audit:")
+                && l.contains(&format!("user={user} "))
+                && l.contains("actor=\"server\"")
+                && l.contains(&format!("action=\"{action}\""))
+                && l.contains(&format!("version={version} "))
+                && l.contains("code=\"OK\"")
+        })
+    };
+    // The log is read by a thread of the harness: give it a moment.
+    let mut lines = server.logs();
+    for _ in 0..200 {
+        if wanted.iter().all(|w| found(&lines, *w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        lines = server.logs();
+    }
+    for w in wanted {
+        let audit: Vec<&String> = lines.iter().filter(|l| l.contains(" audit:")).collect();
+        assert!(found(&lines, w), "{w:?} in {audit:#?}");
+    }
+}

@@ -2,7 +2,6 @@
 //! live here: field paths in errors, upload chunk assembly, encoded-once events.
 
 mod access;
-pub mod audit;
 mod convert;
 pub mod limits;
 mod read;

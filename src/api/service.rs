@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use std::future::Future;
 
-use crate::api::audit::{self, Action};
 use crate::api::limits::Limits;
 use crate::api::upload::UploadBuffer;
 use crate::api::watch_codec::{EncodedEvents, EncodedWatchEvent};
 use crate::api::{access, convert};
+use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::http::ImageUrls;

@@ -5,6 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Downloads;
 use super::backoff::retry_delay;
+use crate::audit::{self, Action};
 use crate::error::{Error, Result};
 use crate::fetch::validate_url;
 use crate::model::{DownloadJob, Failure, Source, Status, UserId};
@@ -164,7 +165,10 @@ impl Downloads {
         };
         let locked = profiles.transitions().lock(user).await;
         match locked.complete_download(job.version, media).await {
-            Ok(true) => Outcome::Done,
+            Ok(true) => {
+                audit::record_by_server(Action::DownloadComplete, user, job.version);
+                Outcome::Done
+            }
             // Superseded while it was being processed: counted as such, not as ready.
             Ok(false) => Outcome::Cancelled,
             Err(error) => server_side(user, error),
@@ -199,11 +203,15 @@ impl Downloads {
         tracing::info!(%user, reason = %failure.reason, message = %failure.message, "download failed");
         metrics::counter!(telemetry::DOWNLOADS, "outcome" => "failed").increment(1);
         let transitions = self.inner.profiles.transitions();
-        transitions
+        let failed = transitions
             .lock(user)
             .await
             .fail_download(job.version, failure)
-            .await
+            .await?;
+        if failed {
+            audit::record_by_server(Action::DownloadFailed, user, job.version);
+        }
+        Ok(())
     }
 }
 

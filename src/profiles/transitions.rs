@@ -320,7 +320,8 @@ impl Locked<'_> {
     }
 
     /// Fails the download of `version`: FAILED with `failure`, the job removed.
-    pub async fn fail_download(&self, version: u64, failure: Failure) -> Result<()> {
+    /// Whether it failed the profile (false: superseded meanwhile).
+    pub async fn fail_download(&self, version: u64, failure: Failure) -> Result<bool> {
         self.apply(EventKind::StatusChanged, |state| {
             let Some(profile) = state.profile.as_ref().filter(|p| p.version == version) else {
                 return Ok(None);
@@ -336,7 +337,7 @@ impl Locked<'_> {
             Ok(Some(change))
         })
         .await
-        .map(|_| ())
+        .map(|applied| applied.is_some())
     }
 
     /// Counts a failed attempt on the download of `version` (no event: the profile does

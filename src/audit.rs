@@ -1,6 +1,8 @@
-//! The audit trail: one structured INFO event per change a call asks for, under the
-//! target `audit`, with the tenant, the user changed, who changed it, the action, the
-//! version it resulted in and the result code (gRPC's names, as in the metrics). Never
+//! The audit trail: one structured INFO event per change, under the target `audit`,
+//! with the tenant, the user changed, who changed it, the action, the version it
+//! resulted in and the result code (gRPC's names, as in the metrics). Changes a call
+//! asks for are recorded by the gRPC layer; the outcome of a background download, which
+//! the server makes on its own, by the download runner with the actor `server`. Never
 //! a token or image bytes.
 
 use tonic::{Code, Status};
@@ -21,6 +23,10 @@ pub enum Action {
     Crop,
     Delete,
     DeleteMedia,
+    /// A URL download finished: the downloaded image is the profile's.
+    DownloadComplete,
+    /// A URL download failed for good: the profile's status is FAILED.
+    DownloadFailed,
 }
 
 impl Action {
@@ -33,6 +39,8 @@ impl Action {
             Action::Crop => "crop",
             Action::Delete => "delete",
             Action::DeleteMedia => "delete-media",
+            Action::DownloadComplete => "download-complete",
+            Action::DownloadFailed => "download-failed",
         }
     }
 }
@@ -44,12 +52,29 @@ pub fn record(caller: &Caller, action: Action, target: &UserId, outcome: Result<
         Ok(version) => (Some(version), Code::Ok),
         Err(status) => (None, status.code()),
     };
+    event(caller.name(), caller.admin, action, target, version, code);
+}
+
+/// Records a change the server made on its own (a background download's outcome) at
+/// `version` of `target`.
+pub fn record_by_server(action: Action, target: &UserId, version: u64) {
+    event("server", false, action, target, Some(version), Code::Ok);
+}
+
+fn event(
+    actor: &str,
+    admin: bool,
+    action: Action,
+    target: &UserId,
+    version: Option<u64>,
+    code: Code,
+) {
     tracing::info!(
         target: TARGET,
         tenant = %target.tenant(),
         user = %target,
-        actor = caller.name(),
-        admin = caller.admin,
+        actor,
+        admin,
         action = action.name(),
         version,
         code = code_name(code).as_str(),
