@@ -114,3 +114,38 @@ async fn processing_longer_than_the_limit_ends_with_deadline_exceeded_and_change
             .is_err_and(|s| s.code() == Code::NotFound)
     );
 }
+
+#[tokio::test]
+async fn a_call_whose_grpc_deadline_passes_while_processing_changes_nothing() {
+    let server = Server::start().await;
+    let mut client = server.client().await.max_encoding_message_size(16 << 20);
+    let mut request = tonic::Request::new(pb::SetProfileImageRequest {
+        user_id: "hurried".into(),
+        source: Some(pb::set_profile_image_request::Source::Image(
+            pb::InlineImage {
+                content_type: "image/jpeg".into(),
+                data: corpus_bytes("camera/olympus_12mp.jpg").into(),
+            },
+        )),
+        ..Default::default()
+    });
+    // grpc-timeout: 12 MP take longer than this to decode, resize and encode.
+    request.set_timeout(Duration::from_millis(50));
+    let status = client
+        .set_profile_image(request)
+        .await
+        .expect_err("the deadline passes before the image is processed");
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    // The processing thread may still be running: once it is surely done, the
+    // abandoned call must have committed nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    common::assert_no_image(&mut client, "hurried").await;
+    assert!(common::list_media(&mut client, "hurried").await.is_empty());
+    // The same call without a deadline goes through.
+    common::set_inline(&mut client, "hurried", corpus_bytes("photos/rocket.jpg"))
+        .await
+        .expect("a set without a deadline");
+}
