@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use prost::Message;
 
-use super::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord};
+use crate::store::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord};
 use super::tx::Tx;
 use super::{LocalStore, TxResult, abort, be_u64, decode_opt, user_media_key, user_media_prefix};
 use crate::error::{Error, Result};

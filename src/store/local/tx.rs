@@ -3,7 +3,7 @@
 use prost::Message;
 use sled::transaction::TransactionalTree;
 
-use super::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord};
+use crate::store::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord};
 use super::{TxResult, abort, be_u64, decode_opt, user_media_key};
 use crate::model::UserId;
 
