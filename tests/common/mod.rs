@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod metrics;
 pub mod origin;
 
@@ -67,12 +68,62 @@ impl Server {
     }
 
     fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let Some(backends) = backend::for_suite() else {
+            return Self::spawn_with(data_dir, &[], args, env);
+        };
+        // A restart on the same state (kill -9 tests) takes the dead process's downloads
+        // over once their lease runs out: a short one, so the tests need not wait 30 s.
+        let env: Vec<_> = [("PROFILE_IMAGE_DOWNLOAD_LEASE_MS", "2000")]
+            .into_iter()
+            .chain(env.iter().copied())
+            .collect();
+        Self::spawn_with(data_dir, &backends.serve_args(data_dir), args, &env)
+    }
+
+    /// Starts a server on sled in a fresh temporary data dir, whatever the suite's
+    /// backend (a source for `migrate`).
+    pub async fn start_local(args: &[&str]) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self::spawn_with(&data_dir, &[], args, &[]);
+        server._temp = Some(temp);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts another server (a replica) on the same state as `self`: its data dir, or
+    /// its database and bucket prefix when the suite runs on the shared backends.
+    pub async fn start_replica(&self, args: &[&str]) -> Server {
+        let backends = backend::Backends::get();
+        let shared = backends.serve_args(&self.data_dir);
+        let mut server = Self::spawn_with(&self.data_dir, &shared, args, &[]);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts a server on the shared backends (whatever the suite's backend), on the
+    /// state named after `data_dir`.
+    pub async fn start_shared(data_dir: &Path, args: &[&str]) -> Server {
+        let shared = backend::Backends::get().serve_args(data_dir);
+        let mut server = Self::spawn_with(data_dir, &shared, args, &[]);
+        server.wait_ready().await;
+        server
+    }
+
+    fn spawn_with(
+        data_dir: &Path,
+        shared: &[String],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(shared)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(backend::AWS_ENV)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
