@@ -100,7 +100,11 @@ async fn concurrent_expected_version_writes_through_two_replicas_exactly_one_win
         );
         let outcomes = [&through_a, &through_b];
         let won: Vec<_> = outcomes.iter().filter_map(|r| r.as_ref().ok()).collect();
-        assert_eq!(won.len(), 1, "round {round}: exactly one wins: {outcomes:?}");
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one wins: {outcomes:?}"
+        );
         let lost = outcomes
             .iter()
             .find_map(|r| r.as_ref().err())
@@ -134,7 +138,9 @@ async fn a_download_of_a_killed_replica_is_finished_by_the_other() {
     let gated = "/gate/photos/rocket.jpg";
     let request = pb::SetProfileImageRequest {
         user_id: "cy".into(),
-        source: Some(pb::set_profile_image_request::Source::Url(origin.url(gated))),
+        source: Some(pb::set_profile_image_request::Source::Url(
+            origin.url(gated),
+        )),
         ..Default::default()
     };
     let accepted = set_profile(&mut on_a, request).await.unwrap();
@@ -265,8 +271,16 @@ async fn migrate_copies_a_sled_data_dir_and_a_replica_serves_every_image() {
     delete_profile(&mut client, "ha").await.unwrap();
     let mut before = Vec::new();
     for user in ["fa", "ga"] {
-        let image = get(&mut client, user, 128, ImageFormat::Webp).await.unwrap();
-        before.push((user, image.version, image.etag, image.data, list_media(&mut client, user).await.len()));
+        let image = get(&mut client, user, 128, ImageFormat::Webp)
+            .await
+            .unwrap();
+        before.push((
+            user,
+            image.version,
+            image.etag,
+            image.data,
+            list_media(&mut client, user).await.len(),
+        ));
     }
     let ha_media = list_media(&mut client, "ha").await.len();
     assert_eq!(local.terminate().await, Some(0));
@@ -277,12 +291,17 @@ async fn migrate_copies_a_sled_data_dir_and_a_replica_serves_every_image() {
     // Again: nothing to copy, nothing lost (idempotent, so an interrupted run resumes).
     let (ok, stderr) = migrate(&data_dir);
     assert!(ok, "migrate again failed: {stderr}");
-    assert!(stderr.contains("0 media items copied, 4 already there"), "{stderr}");
+    assert!(
+        stderr.contains("0 media items copied, 4 already there"),
+        "{stderr}"
+    );
 
     let replica = Server::start_shared(&data_dir, &[]).await;
     let mut client = replica.client().await;
     for (user, version, etag, data, media) in before {
-        let image = get(&mut client, user, 128, ImageFormat::Webp).await.unwrap();
+        let image = get(&mut client, user, 128, ImageFormat::Webp)
+            .await
+            .unwrap();
         assert_eq!((image.version, &image.etag), (version, &etag), "{user}");
         assert_eq!(image.data, data, "{user}: the same bytes");
         let listed = list_media(&mut client, user).await;
@@ -291,11 +310,15 @@ async fn migrate_copies_a_sled_data_dir_and_a_replica_serves_every_image() {
         for item in listed {
             let request = pb::SetProfileImageRequest {
                 user_id: user.into(),
-                source: Some(pb::set_profile_image_request::Source::MediaId(item.media_id)),
+                source: Some(pb::set_profile_image_request::Source::MediaId(
+                    item.media_id,
+                )),
                 ..Default::default()
             };
             set_profile(&mut client, request).await.unwrap();
-            let image = get(&mut client, user, 0, ImageFormat::Unspecified).await.unwrap();
+            let image = get(&mut client, user, 0, ImageFormat::Unspecified)
+                .await
+                .unwrap();
             decode(&image);
         }
     }

@@ -79,7 +79,12 @@ pub async fn serve(
         let mut relay = EventRelay::new(store.clone(), profiles.clone(), events.clone());
         relay.catch_up().await?;
         tokio::spawn(relay.run(shutdown.clone()));
-        tokio::spawn(sweep_bucket(store.clone(), bucket.clone(), shutdown.clone()));
+        tokio::spawn(sweep_shared(
+            store.clone(),
+            bucket.clone(),
+            config.watch_retention,
+            shutdown.clone(),
+        ));
     }
     let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone()).await?;
 
@@ -211,9 +216,19 @@ impl Storage {
 /// replica may sweep (a delete of an unreferenced old object is the same from any).
 const BUCKET_SWEEP_PERIOD: Duration = Duration::from_secs(15 * 60);
 
+/// Events kept in the shared log at least (more when `--watch-retention` is larger).
+const KEPT_EVENTS: u64 = 100_000;
+
 /// Deletes, now and then, the bucket's objects that no commit referenced (requests that
-/// failed after writing their bytes) and those whose last media item was deleted.
-async fn sweep_bucket(store: Arc<PostgresStore>, bucket: Arc<S3Blobs>, shutdown: CancellationToken) {
+/// failed after writing their bytes) and those whose last media item was deleted; and
+/// events older than any replica replays.
+async fn sweep_shared(
+    store: Arc<PostgresStore>,
+    bucket: Arc<S3Blobs>,
+    watch_retention: usize,
+    shutdown: CancellationToken,
+) {
+    let keep = KEPT_EVENTS.max(u64::try_from(watch_retention).unwrap_or(u64::MAX));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -227,6 +242,9 @@ async fn sweep_bucket(store: Arc<PostgresStore>, bucket: Arc<S3Blobs>, shutdown:
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "swept unreferenced objects from the bucket"),
             Err(error) => tracing::warn!(%error, "bucket sweep failed; trying again later"),
+        }
+        if let Err(error) = store.prune_events(keep).await {
+            tracing::warn!(%error, "could not prune the event log; trying again later");
         }
     }
 }

@@ -28,9 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::model::{
-    BlobRef, DownloadJob, EventKind, Media, Profile, Rendition, UserId, UserState,
-};
+use crate::model::{BlobRef, DownloadJob, EventKind, Media, Profile, Rendition, UserId, UserState};
 
 #[cfg(doc)]
 use crate::error::Error;

@@ -171,7 +171,8 @@ impl S3Blobs {
     where
         F: Future<Output = Result<Vec<[u8; 32]>>>,
     {
-        let prefix = (!self.inner.prefix.is_empty()).then(|| Path::from(self.inner.prefix.as_str()));
+        let prefix =
+            (!self.inner.prefix.is_empty()).then(|| Path::from(self.inner.prefix.as_str()));
         let cutoff = chrono_cutoff();
         let mut old = Vec::new();
         let mut listing = self.inner.bucket.list(prefix.as_ref());

@@ -54,8 +54,8 @@ pub async fn copy_local_to_shared(
         if meta.has_media(id).await? {
             progress.media_skipped += 1;
         } else if let Some(media) = MetadataStore::media(local, id).await? {
-            let referenced = std::iter::once(&media.original)
-                .chain(media.renditions.iter().map(|r| &r.blob));
+            let referenced =
+                std::iter::once(&media.original).chain(media.renditions.iter().map(|r| &r.blob));
             for blob in referenced {
                 if !blobs.contains(blob).await? {
                     blobs.put(local.get(blob).await?).await?;
@@ -69,8 +69,13 @@ pub async fn copy_local_to_shared(
     }
     for user in &users {
         let state = local.user_state(user).await?;
-        meta.import_user(user, state.version, state.profile.as_ref(), state.job.as_ref())
-            .await?;
+        meta.import_user(
+            user,
+            state.version,
+            state.profile.as_ref(),
+            state.job.as_ref(),
+        )
+        .await?;
         progress.users_copied += 1;
         report(&progress);
     }

@@ -154,8 +154,8 @@ impl Hub {
             return;
         }
         let mut published = self.published.subscribe();
-        let _ = tokio::time::timeout(RELAY_WAIT, published.wait_for(|&last| last >= sequence))
-            .await;
+        let _ =
+            tokio::time::timeout(RELAY_WAIT, published.wait_for(|&last| last >= sequence)).await;
     }
 
     /// Subscribes to live events of `user` (None: of every user) and, atomically with

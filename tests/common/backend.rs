@@ -73,7 +73,10 @@ impl Backends {
     /// The URL of the data dir's database, created if it does not exist.
     pub fn database_for(&self, data_dir: &Path) -> String {
         let name = Self::name_for(data_dir);
-        let exists = self.psql("postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"));
+        let exists = self.psql(
+            "postgres",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        );
         if exists.trim() != "1" {
             // A concurrent creation of the same name fails harmlessly; checked below.
             let _ = self.psql("postgres", &format!("CREATE DATABASE {name}"));
@@ -142,7 +145,12 @@ fn as_postgres(program: &Path) -> Command {
     if running_as_root() {
         let mut command = Command::new("setpriv");
         command
-            .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+            .args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
             .arg(program);
         command
     } else {
@@ -243,7 +251,15 @@ fn start_postgres(bin: &Path) -> (u16, (Child, ChildStdin)) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ok = Command::new(bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-tAc", "SELECT 1", "-p"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-tAc",
+                "SELECT 1",
+                "-p",
+            ])
             .arg(port.to_string())
             .arg("postgres")
             .output()
@@ -251,7 +267,10 @@ fn start_postgres(bin: &Path) -> (u16, (Child, ChildStdin)) {
         if ok {
             break;
         }
-        assert!(Instant::now() < deadline, "PostgreSQL never answered a query");
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL never answered a query"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (port, lifeline)

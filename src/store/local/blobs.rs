@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use bytes::Bytes;
 
-use crate::store::cache::BlobCache;
 use crate::error::{Error, Result};
 use crate::model::BlobRef;
 use crate::store::StagedBlob;
+use crate::store::cache::BlobCache;
 
 /// Bytes of renditions the local store keeps in memory (a file read is cheap: small).
 const LOCAL_CACHE_BYTES: usize = 64 * 1024 * 1024;

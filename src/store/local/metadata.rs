@@ -4,11 +4,11 @@
 use async_trait::async_trait;
 use prost::Message;
 
-use crate::store::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord};
 use super::tx::Tx;
 use super::{LocalStore, TxResult, abort, be_u64, decode_opt, user_media_key, user_media_prefix};
 use crate::error::{Error, Result};
 use crate::model::{DownloadJob, Media, Profile, Rendition, UserId, UserState};
+use crate::store::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord};
 use crate::store::{Change, Committed, MediaWrite, MetadataStore, Write};
 
 #[async_trait]

@@ -3,9 +3,9 @@
 use prost::Message;
 use sled::transaction::TransactionalTree;
 
-use crate::store::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord};
 use super::{TxResult, abort, be_u64, decode_opt, user_media_key};
 use crate::model::UserId;
+use crate::store::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord};
 
 /// The store's trees inside a transaction.
 pub(super) struct Tx<'a> {

@@ -39,7 +39,9 @@ fn kind_from_name(name: &str) -> Result<EventKind> {
         "status_changed" => Ok(EventKind::StatusChanged),
         "cropped" => Ok(EventKind::Cropped),
         "deleted" => Ok(EventKind::Deleted),
-        other => Err(Error::internal(format!("unknown stored event kind {other}"))),
+        other => Err(Error::internal(format!(
+            "unknown stored event kind {other}"
+        ))),
     }
 }
 
@@ -176,7 +178,10 @@ impl PostgresStore {
 }
 
 /// One LISTEN connection's life: announces every notified sequence.
-async fn listen_once(config: &tokio_postgres::Config, announced: &Arc<watch::Sender<u64>>) -> Result<()> {
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    announced: &Arc<watch::Sender<u64>>,
+) -> Result<()> {
     let (client, mut connection) = config
         .connect(tokio_postgres::NoTls)
         .await
@@ -213,4 +218,19 @@ async fn listen_once(config: &tokio_postgres::Config, announced: &Arc<watch::Sen
     let (driven, listened) = tokio::join!(driver, listen);
     listened?;
     driven
+}
+
+impl PostgresStore {
+    /// Deletes events more than `keep` sequence numbers behind the last one: replicas
+    /// replay at most their `--watch-retention`, so older ones are never read again.
+    pub async fn prune_events(&self, keep: u64) -> Result<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM events WHERE sequence < (SELECT last FROM event_counter) - $1",
+                &[&bigint(keep)],
+            )
+            .await
+            .map_err(db)
+    }
 }

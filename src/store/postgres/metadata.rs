@@ -150,7 +150,7 @@ impl MetadataStore for PostgresStore {
         let Some(mut stored) = media_from(row.map(|r| r.get(0)))? else {
             return Ok(false);
         };
-        let has = stored.renditions.iter().any(|s| *s == base);
+        let has = stored.renditions.contains(&base);
         let taken = stored
             .renditions
             .iter()
@@ -390,12 +390,9 @@ impl PostgresStore {
                 if updated == 0 {
                     return Err(Error::Conflict);
                 }
-                tx.execute(
-                    "DELETE FROM media_blobs WHERE media_id = $1",
-                    &[&media.id],
-                )
-                .await
-                .map_err(db)?;
+                tx.execute("DELETE FROM media_blobs WHERE media_id = $1", &[&media.id])
+                    .await
+                    .map_err(db)?;
                 reference_blobs(tx, media).await
             }
             MediaWrite::Remove(id) => {

@@ -62,9 +62,9 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (postgres://USER@HOST:PORT/DB) and brings the schema up to date.
     pub async fn connect(url: &str, options: &PostgresOptions) -> Result<PostgresStore> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            Error::internal(format!("invalid PostgreSQL URL {}: {e}", redact(url)))
-        })?;
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::internal(format!("invalid PostgreSQL URL {}: {e}", redact(url))))?;
         let mut client = connect_one(&config).await?;
         let schema = migrations::migrate(&mut client).await?;
         let manager = Manager::from_config(
@@ -121,7 +121,8 @@ fn user_key(user: &UserId) -> (&str, &str) {
 
 /// A user read back from its row key.
 fn user_from_key(_tenant: &str, user_id: &str) -> Result<UserId> {
-    UserId::parse("user_id", user_id).map_err(|_| Error::internal("corrupt user id in the database"))
+    UserId::parse("user_id", user_id)
+        .map_err(|_| Error::internal("corrupt user id in the database"))
 }
 
 /// A database error as the domain sees it: a lost or refused connection is
