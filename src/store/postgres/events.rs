@@ -219,18 +219,3 @@ async fn listen_once(
     listened?;
     driven
 }
-
-impl PostgresStore {
-    /// Deletes events more than `keep` sequence numbers behind the last one: replicas
-    /// replay at most their `--watch-retention`, so older ones are never read again.
-    pub async fn prune_events(&self, keep: u64) -> Result<u64> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "DELETE FROM events WHERE sequence < (SELECT last FROM event_counter) - $1",
-                &[&bigint(keep)],
-            )
-            .await
-            .map_err(db)
-    }
-}

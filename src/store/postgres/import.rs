@@ -109,22 +109,3 @@ impl PostgresStore {
         Ok(())
     }
 }
-
-impl PostgresStore {
-    /// Which of `hashes` some media item references (the bucket sweep keeps those).
-    pub async fn referenced(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
-        let wanted: Vec<Vec<u8>> = hashes.iter().map(|h| h.to_vec()).collect();
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT DISTINCT hash FROM media_blobs WHERE hash = ANY($1)",
-                &[&wanted],
-            )
-            .await
-            .map_err(db)?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| row.get::<_, Vec<u8>>(0).try_into().ok())
-            .collect())
-    }
-}

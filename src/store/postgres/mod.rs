@@ -18,6 +18,7 @@ mod events;
 mod import;
 mod metadata;
 mod migrations;
+mod upkeep;
 
 use std::sync::Arc;
 use std::time::Duration;
