@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use crate::store::s3::S3Location;
+
 /// A setting the service cannot run with (an unreadable or invalid config file, a value
 /// out of range). The service does not start; it is the operator's to fix, not a bug.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,19 @@ pub struct Config {
     pub http: HttpConfig,
     /// Origins allowed to call gRPC-Web from a browser (`*` = any); none by default.
     pub grpc_web_cors_origins: Vec<String>,
+    /// PostgreSQL for metadata (postgres://USER@HOST:PORT/DB); None = sled in the data dir.
+    pub store: Option<String>,
+    /// Object storage for image bytes; None = files in the data dir.
+    pub blobs: Option<S3Location>,
+    /// An S3-compatible server's URL; None = AWS (or AWS_ENDPOINT).
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Path-style bucket addressing; None = path style when an endpoint is given.
+    pub s3_path_style: Option<bool>,
+    /// Bytes of renditions each replica keeps in memory (shared blobs only).
+    pub cache_bytes: u64,
+    /// How long a download job stays claimed by a replica that stopped renewing it.
+    pub download_lease: Duration,
 }
 
 /// The HTTP listener of image URLs.
@@ -163,6 +178,14 @@ impl TryFrom<String> for OptionalAddr {
     }
 }
 
+/// Where the shared backends are, when the service runs as replicas.
+#[derive(Debug, Clone)]
+pub struct SharedStore {
+    pub postgres_url: String,
+    pub postgres: crate::store::postgres::PostgresOptions,
+    pub s3: crate::store::s3::S3Options,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -206,6 +229,13 @@ impl Default for Config {
             admin_max_uploads_per_caller: None,
             http: HttpConfig::default(),
             grpc_web_cors_origins: Vec::new(),
+            store: None,
+            blobs: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: None,
+            cache_bytes: 256 * 1024 * 1024,
+            download_lease: Duration::from_secs(30),
         }
     }
 }
@@ -366,6 +396,30 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub grpc_web_cors_origin: Option<Vec<String>>,
+    /// Keep metadata in PostgreSQL (postgres://USER@HOST:PORT/DB), shared by replicas
+    /// [default: sled in the data dir]. Needs --blobs.
+    #[arg(long, env = "PROFILE_IMAGE_STORE")]
+    pub store: Option<String>,
+    /// Keep image bytes in S3-compatible storage (s3://BUCKET/PREFIX); credentials from
+    /// the AWS environment variables [default: files in the data dir]. Needs --store.
+    #[arg(long, env = "PROFILE_IMAGE_BLOBS")]
+    pub blobs: Option<S3Location>,
+    /// URL of an S3-compatible server (MinIO, Ceph, ...) [default: AWS].
+    #[arg(long, env = "PROFILE_IMAGE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "PROFILE_IMAGE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style bucket addressing [default: on with --s3-endpoint, else off].
+    #[arg(long, env = "PROFILE_IMAGE_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// Bytes of renditions each replica caches in memory with --blobs [default: 256 MiB].
+    #[arg(long, env = "PROFILE_IMAGE_CACHE_BYTES")]
+    pub cache_bytes: Option<u64>,
+    /// A download job whose replica stops renewing its lease for this long is taken
+    /// over by another replica, in milliseconds [default: 30000].
+    #[arg(long, env = "PROFILE_IMAGE_DOWNLOAD_LEASE_MS")]
+    pub download_lease_ms: Option<u64>,
 }
 
 impl Config {
@@ -492,6 +546,45 @@ impl Config {
         if o.admin_max_uploads_per_caller.is_some() {
             self.admin_max_uploads_per_caller = o.admin_max_uploads_per_caller;
         }
+        if o.store.is_some() {
+            self.store = o.store;
+        }
+        if o.blobs.is_some() {
+            self.blobs = o.blobs;
+        }
+        if o.s3_endpoint.is_some() {
+            self.s3_endpoint = o.s3_endpoint;
+        }
+        if o.s3_region.is_some() {
+            self.s3_region = o.s3_region;
+        }
+        if o.s3_path_style.is_some() {
+            self.s3_path_style = o.s3_path_style;
+        }
+        set(&mut self.cache_bytes, o.cache_bytes);
+        set(
+            &mut self.download_lease,
+            o.download_lease_ms.map(Duration::from_millis),
+        );
+    }
+
+    /// The shared backends, when both `store` and `blobs` are set (`validate` refuses
+    /// one without the other).
+    pub fn shared_store(&self) -> Option<SharedStore> {
+        let (url, location) = (self.store.as_ref()?, self.blobs.as_ref()?);
+        Some(SharedStore {
+            postgres_url: url.clone(),
+            postgres: crate::store::postgres::PostgresOptions {
+                job_lease: self.download_lease,
+            },
+            s3: crate::store::s3::S3Options {
+                location: location.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                path_style: self.s3_path_style.unwrap_or(self.s3_endpoint.is_some()),
+                cache_bytes: usize::try_from(self.cache_bytes).unwrap_or(usize::MAX),
+            },
+        })
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
@@ -534,6 +627,20 @@ impl Config {
             (
                 self.jwt_jwks_refresh.is_zero(),
                 "jwt_jwks_refresh_ms must be positive",
+            ),
+            (
+                self.store.is_some() != self.blobs.is_some(),
+                "store and blobs go together: PostgreSQL metadata with S3 blobs, or neither",
+            ),
+            (
+                self.store.as_ref().is_some_and(|url| {
+                    !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                }),
+                "store must be a postgres:// URL",
+            ),
+            (
+                self.download_lease < Duration::from_millis(300),
+                "download_lease_ms must be at least 300",
             ),
         ];
         match problems.iter().find(|(bad, _)| *bad) {

@@ -2,6 +2,7 @@
 //! secret; the other subcommands are its command-line client (src/cli/).
 
 mod cli;
+mod migrate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,28 @@ enum Command {
     /// Print a token signed with the server's HS256 secret (the one created in the data
     /// dir on first start, or --jwt-hs256-secret-file).
     Token(TokenArgs),
+    /// Copy a local data dir (sled and blob files) to PostgreSQL and S3-compatible
+    /// storage, for running replicas. Idempotent: run it again to resume or to verify.
+    Migrate {
+        /// The local data dir to copy (the server using it should be stopped).
+        #[arg(long, env = "PROFILE_IMAGE_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// PostgreSQL to copy metadata to (postgres://USER@HOST:PORT/DB).
+        #[arg(long)]
+        to_store: String,
+        /// Bucket to copy image bytes to (s3://BUCKET/PREFIX).
+        #[arg(long)]
+        to_blobs: String,
+        /// URL of an S3-compatible server [default: AWS].
+        #[arg(long, env = "PROFILE_IMAGE_S3_ENDPOINT")]
+        s3_endpoint: Option<String>,
+        /// S3 region [default: AWS_REGION, else us-east-1].
+        #[arg(long, env = "PROFILE_IMAGE_S3_REGION")]
+        s3_region: Option<String>,
+        /// Path-style bucket addressing [default: on with --s3-endpoint].
+        #[arg(long, env = "PROFILE_IMAGE_S3_PATH_STYLE")]
+        s3_path_style: Option<bool>,
+    },
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -78,6 +101,32 @@ fn main() -> ExitCode {
         Command::Serve { config, overrides } => (config, overrides),
         Command::Token(args) => return print_token(&args),
         Command::Client(command) => return cli::run(command),
+        Command::Migrate {
+            data_dir,
+            to_store,
+            to_blobs,
+            s3_endpoint,
+            s3_region,
+            s3_path_style,
+        } => {
+            let to_blobs = match to_blobs.parse() {
+                Ok(location) => location,
+                Err(error) => {
+                    eprintln!("profile-image migrate: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let overrides = Overrides {
+                data_dir: Some(data_dir),
+                store: Some(to_store),
+                blobs: Some(to_blobs),
+                s3_endpoint,
+                s3_region,
+                s3_path_style,
+                ..Overrides::default()
+            };
+            return migrate::run(overrides);
+        }
     };
     let config = match Config::resolve(config.as_deref(), *overrides) {
         Ok(config) => config,

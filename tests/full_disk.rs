@@ -1,6 +1,9 @@
 //! A full disk is a non-event: the data dir on a real small filesystem (a tmpfs the test
 //! mounts, which needs root; skipped with a printed reason otherwise), filled by uploads
 //! and by another process.
+//!
+//! sled mode only (scripts/test does not run it on PostgreSQL + S3): a full data-dir
+//! filesystem is a local store's condition; the shared backends keep nothing there.
 
 mod common;
 

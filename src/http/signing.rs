@@ -131,6 +131,10 @@ fn read_or_create_key(path: &PathBuf) -> Result<Vec<u8>> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
         .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))?;
     let key = hex(&random);
+    // With shared backends (replicas) nothing else creates the data dir.
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::storage_io(&e, "create data dir"))?;
+    }
     let mut file = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()

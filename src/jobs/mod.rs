@@ -73,6 +73,9 @@ impl Downloads {
             tracing::info!(user = %job.user, version = job.version, "resuming download");
             downloads.spawn(job);
         }
+        if let Some(lease) = downloads.inner.profiles.download_lease() {
+            downloads.keep_leases(lease);
+        }
         Ok(downloads)
     }
 
@@ -121,6 +124,52 @@ impl Downloads {
                 running.remove(&user);
             }
         });
+    }
+
+    /// With a shared store: renews the lease of every download this replica runs, and
+    /// takes over the downloads of replicas that stopped renewing theirs (they died),
+    /// three times per lease.
+    fn keep_leases(&self, lease: Duration) {
+        let this = Arc::downgrade(&self.inner);
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(lease / 3) => {}
+                }
+                let Some(inner) = this.upgrade() else { return };
+                let downloads = Downloads { inner };
+                if let Err(error) = downloads.renew_and_take_over().await {
+                    tracing::warn!(%error, "could not renew or take over download leases");
+                }
+            }
+        });
+    }
+
+    async fn renew_and_take_over(&self) -> Result<()> {
+        let running: Vec<(UserId, u64)> = self
+            .inner
+            .running
+            .lock()
+            .map(|running| {
+                running
+                    .iter()
+                    .filter(|(_, (_, token))| !token.is_cancelled())
+                    .map(|(user, (version, _))| (user.clone(), *version))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let profiles = &self.inner.profiles;
+        profiles.renew_download_leases(&running).await?;
+        for job in profiles.pending_downloads().await? {
+            if running.contains(&(job.user.clone(), job.version)) {
+                continue;
+            }
+            tracing::info!(user = %job.user, version = job.version, "taking over a download whose replica stopped");
+            self.spawn(job);
+        }
+        Ok(())
     }
 
     /// Cancels a user's running download as soon as any change gives the user a version

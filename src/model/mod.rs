@@ -1,7 +1,7 @@
 //! Domain types shared by the store, the service and the API layer. A value of these
 //! types has been validated: a `UserId` is not any `String`, a status is a [`Status`],
 //! not an integer. Mapping to the stored records and to the wire is explicit, in
-//! `store::local::records` and `api::convert`.
+//! `store::records` and `api::convert`.
 
 mod event;
 mod profile;

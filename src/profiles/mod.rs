@@ -6,6 +6,7 @@ mod locks;
 mod media;
 mod processing;
 mod read;
+mod relay;
 mod renditions;
 mod stage;
 mod thumbhash;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use processing::{ProcessingLimits, Processor};
+pub use relay::EventRelay;
 pub use transitions::{Locked, Transitions};
 
 use crate::config::Config;
@@ -110,9 +112,22 @@ impl ProfileImages {
         self.inner.events.subscribe(None, None)
     }
 
-    /// Every download that was accepted and has not finished (to resume them).
+    /// The downloads that were accepted, have not finished and are this process's to
+    /// run: at start-up, and with a shared store whenever the replica that ran one died
+    /// (its lease ran out; the jobs are claimed for this process).
     pub async fn pending_downloads(&self) -> Result<Vec<crate::model::DownloadJob>> {
         self.inner.meta.jobs().await
+    }
+
+    /// How long a download stays this process's without renewal; None when the store
+    /// is this process's alone.
+    pub fn download_lease(&self) -> Option<std::time::Duration> {
+        self.inner.meta.job_lease()
+    }
+
+    /// Renews this process's claim on the downloads it runs (user and version).
+    pub async fn renew_download_leases(&self, running: &[(UserId, u64)]) -> Result<()> {
+        self.inner.meta.renew_job_leases(running).await
     }
 
     /// Sets the profile image from bytes the client sent (inline or uploaded).

@@ -1,7 +1,8 @@
 //! The one owner of profile changes. Every change of a user's profile is one method of
 //! [`Locked`] (a user's lock, held), and every one runs the same sequence in
 //! [`Locked::apply`]: read the user's state, decide the change on it, commit it (the
-//! store makes it durable, and cleans up blobs it released), then publish the event.
+//! store makes it durable and cleans up blobs it released; a shared store also logs the
+//! event in the same transaction), then publish the event.
 //! Nothing else writes profile records or publishes their events.
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::model::{
     CropRequest, DownloadJob, EventKind, ExpectedVersion, Failure, Media, Profile, ProfileView,
     Source, Status, UserId, UserState, now_millis,
 };
-use crate::store::{Change, MediaWrite, MetadataStore, Write};
+use crate::store::{Change, ChangeEvent, MediaWrite, MetadataStore, Write};
 use crate::watch::Hub;
 
 /// How often a change is decided again when another writer (a replica sharing the
@@ -368,20 +369,25 @@ impl Locked<'_> {
                 Err(Error::Conflict) => continue,
                 Err(error) => return Err(error),
             };
+            let mut change = change;
             let after = self.state_after(&state, &change).await?;
             let writes_profile = change.profile != Write::Keep;
             let version = change.version.unwrap_or(state.version);
+            if writes_profile {
+                change.event = Some(ChangeEvent {
+                    kind,
+                    after: after.clone(),
+                });
+            }
             match self.owner.meta.commit(change).await {
                 Ok(committed) => {
                     let view =
                         after.map(|(profile, media)| self.owner.view(self.user, profile, media));
                     if writes_profile {
-                        self.owner.events.publish(
-                            committed.sequence,
-                            kind,
-                            self.user,
-                            view.clone(),
-                        )?;
+                        self.owner
+                            .events
+                            .committed(committed.sequence, kind, self.user, view.clone())
+                            .await?;
                     }
                     return Ok(Some(Applied { view, version }));
                 }

@@ -18,9 +18,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jobs::Downloads;
 use crate::pb::profile_image_service_server::ProfileImageServiceServer;
-use crate::profiles::ProfileImages;
-use crate::store::MetadataStore;
+use crate::profiles::{EventRelay, ProfileImages};
 use crate::store::local::{LocalStore, StoreOptions};
+use crate::store::postgres::PostgresStore;
+use crate::store::s3::S3Blobs;
+use crate::store::{BlobStore, EventLog, MetadataStore};
 use crate::telemetry;
 use crate::watch::Hub;
 
@@ -51,6 +53,7 @@ fn max_decoding_message_bytes(max_upload_bytes: u64) -> usize {
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then stops accepting,
 /// ends open streams, lets in-flight calls finish, flushes the store and returns.
+/// With `config.shared_store()` it runs as one replica over PostgreSQL and a bucket.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -59,23 +62,34 @@ pub async fn serve(
     if let Some(address) = config.metrics_listen {
         metrics::install(address)?;
     }
-    let data_dir = config.data_dir.clone();
-    let options = StoreOptions {
-        min_free_bytes: config.min_free_bytes,
+    let storage = Storage::open(&config).await?;
+    let (meta, blobs): (Arc<dyn MetadataStore>, Arc<dyn BlobStore>) = match &storage {
+        Storage::Local(store) => (store.clone(), store.clone()),
+        Storage::Shared(store, bucket) => (store.clone(), bucket.clone()),
     };
-    let store = tokio::task::spawn_blocking(move || LocalStore::open_with(&data_dir, &options))
-        .await
-        .map_err(Error::internal)??;
-    let space = store.space();
-    tracing::info!(
-        free_bytes = space.free_bytes(),
-        min_free_bytes = space.min_free_bytes(),
-        "changes are refused while free space is under the watermark"
-    );
-    ::metrics::gauge!(telemetry::MIN_FREE_BYTES).set(space.min_free_bytes() as f64);
-    let store = Arc::new(store);
-    let events = Arc::new(Hub::new(store.next_id().await?, config.watch_retention));
-    let profiles = ProfileImages::new(&config, store.clone(), store.clone(), events.clone());
+    let events = Arc::new(match &storage {
+        Storage::Local(store) => Hub::new(store.next_id().await?, config.watch_retention),
+        Storage::Shared(store, _) => {
+            // Watchers here may resume after any of the last `watch_retention` events,
+            // whichever replica committed them.
+            let last = store.last_sequence().await?;
+            let retention = u64::try_from(config.watch_retention).unwrap_or(u64::MAX);
+            Hub::following(last.saturating_sub(retention), config.watch_retention)
+        }
+    });
+    let profiles = ProfileImages::new(&config, meta, blobs, events.clone());
+    if let Storage::Shared(store, bucket) = &storage {
+        store.listen();
+        let mut relay = EventRelay::new(store.clone(), profiles.clone(), events.clone());
+        relay.catch_up().await?;
+        tokio::spawn(relay.run(shutdown.clone()));
+        tokio::spawn(sweep_shared(
+            store.clone(),
+            bucket.clone(),
+            config.watch_retention,
+            shutdown.clone(),
+        ));
+    }
     let downloads = Downloads::start_worker(&config, profiles.clone(), shutdown.clone()).await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -86,17 +100,23 @@ pub async fn serve(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    let watchdog = tokio::spawn(report_store_stalls(
-        store.clone(),
-        health.clone(),
-        config.store_stall_timeout,
-        shutdown.clone(),
-    ));
-    let upkeep = tokio::spawn(keep_up_store(
-        store.clone(),
-        config.metrics_listen.is_some(),
-        shutdown.clone(),
-    ));
+    // The local store's own upkeep; PostgreSQL and the bucket keep up themselves.
+    let local_tasks = match &storage {
+        Storage::Local(store) => vec![
+            tokio::spawn(report_store_stalls(
+                store.clone(),
+                health.clone(),
+                config.store_stall_timeout,
+                shutdown.clone(),
+            )),
+            tokio::spawn(keep_up_store(
+                store.clone(),
+                config.metrics_listen.is_some(),
+                shutdown.clone(),
+            )),
+        ],
+        Storage::Shared(..) => Vec::new(),
+    };
 
     let authenticator = Arc::new(Authenticator::start(&config, shutdown.clone()).await?);
     let limits = Arc::new(Limits::new(&config));
@@ -162,19 +182,93 @@ pub async fn serve(
             Ok(())
         }
     };
-    watchdog.abort();
-    upkeep.abort();
+    for task in local_tasks {
+        task.abort();
+    }
     image_urls.stopped().await;
     downloads.stopped().await;
-    // A stalled store must not keep the process from ending: bounded like the calls.
-    match tokio::time::timeout(SHUTDOWN_GRACE, store.durable()).await {
-        Ok(flushed) => flushed?,
-        Err(_) => {
-            tracing::error!("the store did not flush within {SHUTDOWN_GRACE:?}; stopping anyway")
+    if let Storage::Local(store) = &storage {
+        // A stalled store must not keep the process from ending: bounded like the calls.
+        match tokio::time::timeout(SHUTDOWN_GRACE, store.durable()).await {
+            Ok(flushed) => flushed?,
+            Err(_) => tracing::error!(
+                "the store did not flush within {SHUTDOWN_GRACE:?}; stopping anyway"
+            ),
         }
     }
     tracing::info!("stopped");
     result
+}
+
+/// Where this process keeps its state.
+enum Storage {
+    /// sled and blob files in the data dir (the default).
+    Local(Arc<LocalStore>),
+    /// PostgreSQL and a bucket, shared with other replicas.
+    Shared(Arc<PostgresStore>, Arc<S3Blobs>),
+}
+
+impl Storage {
+    async fn open(config: &Config) -> Result<Storage> {
+        if let Some(shared) = config.shared_store() {
+            let store = PostgresStore::connect(&shared.postgres_url, &shared.postgres).await?;
+            let bucket = S3Blobs::open(&shared.s3)?;
+            tracing::info!(blobs = %shared.s3.location, "metadata in PostgreSQL, image bytes in object storage");
+            return Ok(Storage::Shared(Arc::new(store), Arc::new(bucket)));
+        }
+        let data_dir = config.data_dir.clone();
+        let options = StoreOptions {
+            min_free_bytes: config.min_free_bytes,
+        };
+        let store = tokio::task::spawn_blocking(move || LocalStore::open_with(&data_dir, &options))
+            .await
+            .map_err(Error::internal)??;
+        let space = store.space();
+        tracing::info!(
+            free_bytes = space.free_bytes(),
+            min_free_bytes = space.min_free_bytes(),
+            "changes are refused while free space is under the watermark"
+        );
+        ::metrics::gauge!(telemetry::MIN_FREE_BYTES).set(space.min_free_bytes() as f64);
+        Ok(Storage::Local(Arc::new(store)))
+    }
+}
+
+/// How often a replica sweeps the bucket for objects no media item references. Any
+/// replica may sweep (a delete of an unreferenced old object is the same from any).
+const BUCKET_SWEEP_PERIOD: Duration = Duration::from_secs(15 * 60);
+
+/// Events kept in the shared log at least (more when `--watch-retention` is larger).
+const KEPT_EVENTS: u64 = 100_000;
+
+/// Deletes, now and then, the bucket's objects that no commit referenced (requests that
+/// failed after writing their bytes) and those whose last media item was deleted; and
+/// events older than any replica replays.
+async fn sweep_shared(
+    store: Arc<PostgresStore>,
+    bucket: Arc<S3Blobs>,
+    watch_retention: usize,
+    shutdown: CancellationToken,
+) {
+    let keep = KEPT_EVENTS.max(u64::try_from(watch_retention).unwrap_or(u64::MAX));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(BUCKET_SWEEP_PERIOD) => {}
+        }
+        let referenced = |hashes: Vec<[u8; 32]>| {
+            let store = store.clone();
+            async move { store.referenced(&hashes).await }
+        };
+        match bucket.sweep(referenced).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "swept unreferenced objects from the bucket"),
+            Err(error) => tracing::warn!(%error, "bucket sweep failed; trying again later"),
+        }
+        if let Err(error) = store.prune_events(keep).await {
+            tracing::warn!(%error, "could not prune the event log; trying again later");
+        }
+    }
 }
 
 /// Turns health NOT_SERVING while a store flush has been running longer than

@@ -2,9 +2,9 @@
 //! signatures: [`MetadataStore`] (profiles, media, download jobs, event sequence
 //! numbers) and [`BlobStore`] (content-addressed image bytes).
 //!
-//! [`local`] implements both over sled and files in the data dir (the default). The
-//! shapes are meant for a second backend too (a SQL metadata store, an object-store
-//! bucket for blobs):
+//! [`local`] implements both over sled and files in the data dir (the default);
+//! [`postgres`] and [`s3`] implement them over shared engines, for several replicas of
+//! the service (`--store postgres://...`, `--blobs s3://...`). The shapes fit both:
 //! - a change is data ([`Change`]), applied atomically only if the user's state is still
 //!   the one it was decided on ([`Error::Conflict`] otherwise, and the caller decides
 //!   again), so it maps onto one transaction with a row check;
@@ -14,15 +14,21 @@
 //! - a job is stored with the DOWNLOADING state it fills and removed by the change that
 //!   completes, fails or supersedes it.
 
+pub mod cache;
 pub mod local;
+pub mod postgres;
+pub mod records;
+pub mod s3;
+pub mod transfer;
 
 use std::any::Any;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::model::{BlobRef, DownloadJob, Media, Profile, Rendition, UserId, UserState};
+use crate::model::{BlobRef, DownloadJob, EventKind, Media, Profile, Rendition, UserId, UserState};
 
 #[cfg(doc)]
 use crate::error::Error;
@@ -59,6 +65,27 @@ pub struct Change {
     pub profile: Write<Profile>,
     pub job: Write<DownloadJob>,
     pub media: Vec<MediaWrite>,
+    /// The event watchers get for this change (None: the profile does not change). A
+    /// store with an [`EventLog`] records it in the same transaction; the local store
+    /// leaves publishing to the caller.
+    pub event: Option<ChangeEvent>,
+}
+
+/// A change's event as stored: its kind and the profile (with its active media item)
+/// after the change, None when the change removed the profile.
+#[derive(Debug, Clone)]
+pub struct ChangeEvent {
+    pub kind: EventKind,
+    pub after: Option<(Profile, Option<Media>)>,
+}
+
+/// An event read back from an event log.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub sequence: u64,
+    pub user: UserId,
+    pub event: ChangeEvent,
+    pub time_ms: i64,
 }
 
 impl Change {
@@ -71,6 +98,7 @@ impl Change {
             profile: Write::Keep,
             job: Write::Keep,
             media: Vec::new(),
+            event: None,
         }
     }
 }
@@ -132,12 +160,40 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// gone (completed, failed or superseded).
     async fn record_attempt(&self, user: &UserId, version: u64, attempts: u32) -> Result<bool>;
 
-    /// Every stored download job (to resume them at start-up).
+    /// The stored download jobs this process should run now (at start-up): every one
+    /// for a store only this process uses; for a shared store, those whose lease ran
+    /// out (the replica running them died), claimed for this process.
     async fn jobs(&self) -> Result<Vec<DownloadJob>>;
+
+    /// How long a claimed job stays this process's without a renewal; None for a store
+    /// only this process uses (its jobs need no lease).
+    fn job_lease(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Extends this process's lease on these jobs (user and version). Those it no
+    /// longer holds (taken over, completed, superseded) are left alone.
+    async fn renew_job_leases(&self, _jobs: &[(UserId, u64)]) -> Result<()> {
+        Ok(())
+    }
 
     /// A store-wide increasing number: media sequence numbers, and where event sequence
     /// numbers start.
     async fn next_id(&self) -> Result<u64>;
+}
+
+/// The events of a shared store, in commit order, numbered without gaps.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// The sequence of the last committed event (0: none yet).
+    async fn last_sequence(&self) -> Result<u64>;
+
+    /// Up to `limit` events after `after` (exclusive), in order.
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>>;
+
+    /// Changes whenever an event may have been committed (by any replica): the
+    /// sequence announced last. A hint only; the log is the truth.
+    fn announcements(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 /// Content-addressed image bytes.

@@ -5,6 +5,11 @@
 //! so sequence order is publication order. Broadcasting never waits for a watcher: a
 //! watcher that falls behind the channel's capacity is told it lagged and resyncs.
 //!
+//! With a shared store (replicas), the hub *follows* the store's event log instead: a
+//! relay (`profiles::EventRelay`) publishes every replica's committed events in log
+//! order, and a writer only waits until its own event came through ([`Hub::committed`]),
+//! so its client's next watch already sees it.
+//!
 //! Each watched user has a channel of its own (created by the first watcher, dropped
 //! once nobody watches), so a change wakes only that user's watchers and the
 //! all-users feed, never every watcher on the server.
@@ -12,7 +17,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::broadcast;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, Result};
 use crate::model::{Event, EventKind, ProfileView, UserId};
@@ -36,7 +43,15 @@ pub struct Subscription {
 pub struct Hub {
     retention: usize,
     window: Mutex<Window>,
+    /// Events come from a shared log's relay, not from this process's writers.
+    follows_log: bool,
+    /// The last sequence published, for those waiting for one.
+    published: watch::Sender<u64>,
 }
+
+/// How long a writer waits for its event to come back through the log's relay, and a
+/// resuming watcher for the sequence it names (normally a few milliseconds).
+const RELAY_WAIT: Duration = Duration::from_secs(2);
 
 struct Window {
     /// Every user's changes; None once the hub is closed.
@@ -55,8 +70,20 @@ impl Hub {
     /// A hub whose events get sequence numbers above `start` (taken from the store, so
     /// they increase across restarts), retaining the last `retention` for resume.
     pub fn new(start: u64, retention: usize) -> Self {
+        Self::with_source(start, retention, false)
+    }
+
+    /// A hub fed by a shared store's event log (through the relay) from sequence
+    /// `start` on, retaining the last `retention` for resume.
+    pub fn following(start: u64, retention: usize) -> Self {
+        Self::with_source(start, retention, true)
+    }
+
+    fn with_source(start: u64, retention: usize, follows_log: bool) -> Self {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Hub {
+            follows_log,
+            published: watch::channel(start).0,
             retention: retention.max(1),
             window: Mutex::new(Window {
                 feed: Some(feed),
@@ -99,7 +126,36 @@ impl Hub {
         {
             window.users.remove(user_id);
         }
+        self.published.send_replace(sequence);
         Ok(event)
+    }
+
+    /// A writer's change committed as `sequence`: published now, or, when the hub
+    /// follows a shared log, once the relay has published it (waited for, briefly).
+    pub async fn committed(
+        &self,
+        sequence: u64,
+        kind: EventKind,
+        user_id: &UserId,
+        state: Option<ProfileView>,
+    ) -> Result<()> {
+        if self.follows_log {
+            self.wait_for(sequence).await;
+        } else {
+            self.publish(sequence, kind, user_id, state)?;
+        }
+        Ok(())
+    }
+
+    /// With a shared log: waits (briefly) until `sequence` was published here, so a
+    /// watcher resuming after an event another replica sent finds it in the window.
+    pub async fn wait_for(&self, sequence: u64) {
+        if !self.follows_log {
+            return;
+        }
+        let mut published = self.published.subscribe();
+        let _ =
+            tokio::time::timeout(RELAY_WAIT, published.wait_for(|&last| last >= sequence)).await;
     }
 
     /// Subscribes to live events of `user` (None: of every user) and, atomically with

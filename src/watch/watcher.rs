@@ -51,6 +51,12 @@ pub async fn watch(
     snapshots: Arc<dyn Snapshots>,
     request: WatchRequest,
 ) -> Result<WatchStream> {
+    if let Some(after) = request.after_sequence
+        && after > hub.last_sequence()
+    {
+        // A sequence another replica published may not have come through yet.
+        hub.wait_for(after).await;
+    }
     let subscription = hub.subscribe(request.user.as_ref(), request.after_sequence)?;
     let initial = match subscription.replay {
         Some(events) => events.into_iter().filter(|e| wants(&request, e)).collect(),

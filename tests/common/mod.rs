@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod http;
 pub mod metrics;
 pub mod origin;
@@ -187,6 +188,70 @@ impl Server {
     }
 
     fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)], harness: bool) -> Server {
+        let Some(backends) = backend::for_suite() else {
+            return Self::spawn_with(data_dir, &[], args, env, harness);
+        };
+        // A restart on the same state (kill -9 tests) takes the dead process's downloads
+        // over once their lease runs out: a short one, so the tests need not wait 30 s.
+        let env: Vec<_> = [("PROFILE_IMAGE_DOWNLOAD_LEASE_MS", "2000")]
+            .into_iter()
+            .chain(env.iter().copied())
+            .collect();
+        Self::spawn_with(
+            data_dir,
+            &backends.serve_args(data_dir),
+            args,
+            &env,
+            harness,
+        )
+    }
+
+    /// Starts a server on sled in a fresh temporary data dir, whatever the suite's
+    /// backend (a source for `migrate`).
+    pub async fn start_local(args: &[&str]) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self::spawn_with(&data_dir, &[], args, &[], true);
+        server._temp = Some(temp);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts a server on sled in `data_dir`, whatever the suite's backend (a data dir
+    /// made by an earlier layout).
+    pub async fn start_local_on(data_dir: &Path, args: &[&str]) -> Server {
+        let mut server = Self::spawn_with(data_dir, &[], args, &[], true);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts another server (a replica) on the same state as `self`: its data dir, or
+    /// its database and bucket prefix when the suite runs on the shared backends.
+    pub async fn start_replica(&self, args: &[&str]) -> Server {
+        let backends = backend::Backends::get();
+        let shared = backends.serve_args(&self.data_dir);
+        let mut server = Self::spawn_with(&self.data_dir, &shared, args, &[], true);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts a server on the shared backends (whatever the suite's backend), on the
+    /// state named after `data_dir`.
+    pub async fn start_shared(data_dir: &Path, args: &[&str]) -> Server {
+        let shared = backend::Backends::get().serve_args(data_dir);
+        let mut server = Self::spawn_with(data_dir, &shared, args, &[], true);
+        server.wait_ready().await;
+        server
+    }
+
+    /// `harness`: with the harness's secret and without per-caller limits.
+    fn spawn_with(
+        data_dir: &Path,
+        shared: &[String],
+        args: &[&str],
+        env: &[(&str, &str)],
+        harness: bool,
+    ) -> Server {
         // Image URLs on a port of their own too: tests run servers in parallel.
         let http_listen: &[&str] = if args.contains(&"--http-listen") {
             &[]
@@ -198,9 +263,11 @@ impl Server {
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(shared)
             .args(http_listen)
             .args(args)
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(backend::AWS_ENV);
         if harness {
             command.envs(harness_env());
         }

@@ -27,10 +27,13 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use bytes::Bytes;
 
-use super::cache::BlobCache;
 use crate::error::{Error, Result};
 use crate::model::BlobRef;
 use crate::store::StagedBlob;
+use crate::store::cache::BlobCache;
+
+/// Bytes of renditions the local store keeps in memory (a file read is cheap: small).
+const LOCAL_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The blob files, their metadata trees, and the in-process pins that stop clean-up
 /// from deleting a blob a concurrent request is writing or about to commit.
@@ -68,7 +71,7 @@ impl LocalBlobs {
     pub(super) fn open(data_dir: &Path, refs: sled::Tree, pending: sled::Tree) -> Result<Self> {
         let shared = Arc::new(Shared {
             files: BlobFiles::open(&data_dir.join("objects"))?,
-            cache: BlobCache::new(),
+            cache: BlobCache::new(LOCAL_CACHE_BYTES),
             refs,
             pending,
             pins: Mutex::default(),

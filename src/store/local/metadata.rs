@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use prost::Message;
 
-use super::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord, VersionRecord};
 use super::tx::Tx;
 use super::{
     LocalStore, TxResult, abort, be_u64, decode_opt, user_key, user_media_key, user_media_prefix,
@@ -12,6 +11,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::{DownloadJob, Media, Profile, Rendition, UserId, UserState};
+use crate::store::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord, VersionRecord};
 use crate::store::{Change, Committed, MediaWrite, MetadataStore, Write};
 
 #[async_trait]

@@ -3,9 +3,9 @@
 use prost::Message;
 use sled::transaction::TransactionalTree;
 
-use super::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord, VersionRecord};
 use super::{TxResult, abort, be_u64, decode_opt, user_key, user_media_key, user_version_key};
 use crate::model::UserId;
+use crate::store::records::{BlobRef, DownloadJob, MediaRecord, ProfileRecord, VersionRecord};
 
 /// The store's trees inside a transaction.
 pub(super) struct Tx<'a> {

@@ -7,8 +7,6 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// Bytes the cache holds at most.
-pub const CAPACITY_BYTES: usize = 64 * 1024 * 1024;
 /// Larger blobs (originals) are not cached: Get never serves them.
 pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// Shards, so concurrent Gets rarely wait on one lock.
@@ -16,6 +14,8 @@ const SHARDS: usize = 16;
 
 pub struct BlobCache {
     shards: Vec<Mutex<Shard>>,
+    /// Bytes one shard holds at most.
+    shard_budget: usize,
 }
 
 #[derive(Default)]
@@ -25,9 +25,11 @@ struct Shard {
 }
 
 impl BlobCache {
-    pub fn new() -> Self {
+    /// A cache of at most `capacity_bytes` (0 caches nothing).
+    pub fn new(capacity_bytes: usize) -> Self {
         BlobCache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shard_budget: capacity_bytes / SHARDS,
         }
     }
 
@@ -40,13 +42,13 @@ impl BlobCache {
     }
 
     pub fn insert(&self, hash: [u8; 32], bytes: Bytes) {
-        if bytes.len() > MAX_ENTRY_BYTES {
+        if bytes.len() > MAX_ENTRY_BYTES.min(self.shard_budget) {
             return;
         }
         let Ok(mut shard) = self.shard(&hash).lock() else {
             return;
         };
-        let budget = CAPACITY_BYTES / SHARDS;
+        let budget = self.shard_budget;
         // Over budget: drop arbitrary entries (hash order is random) until there is room.
         while shard.bytes + bytes.len() > budget {
             let Some(victim) = shard.entries.keys().next().copied() else {

@@ -1,4 +1,4 @@
-//! What the local store keeps, as protobuf messages: compact, and old records stay
+//! What the stores keep, as protobuf messages (sled values; PostgreSQL `bytea` columns): compact, and old records stay
 //! readable when fields are added. Mapped to and from the domain's types here, and
 //! nowhere else: the integers below never leave this file.
 
