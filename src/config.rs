@@ -114,6 +114,10 @@ pub struct Config {
     pub s3_region: Option<String>,
     /// Path-style bucket addressing; None = path style when an endpoint is given.
     pub s3_path_style: Option<bool>,
+    /// S3 credentials from flags (the key id, and a file holding the secret key); None =
+    /// the standard AWS environment variables.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key_file: Option<PathBuf>,
     /// Bytes of renditions each replica keeps in memory (shared blobs only).
     pub cache_bytes: u64,
     /// How long a download job stays claimed by a replica that stopped renewing it.
@@ -234,6 +238,8 @@ impl Default for Config {
             s3_endpoint: None,
             s3_region: None,
             s3_path_style: None,
+            s3_access_key_id: None,
+            s3_secret_access_key_file: None,
             cache_bytes: 256 * 1024 * 1024,
             download_lease: Duration::from_secs(30),
         }
@@ -413,6 +419,13 @@ pub struct Overrides {
     /// Path-style bucket addressing [default: on with --s3-endpoint, else off].
     #[arg(long, env = "PROFILE_IMAGE_S3_PATH_STYLE")]
     pub s3_path_style: Option<bool>,
+    /// S3 access key id, with --s3-secret-access-key-file [default: AWS_ACCESS_KEY_ID].
+    #[arg(long, env = "PROFILE_IMAGE_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// File holding the S3 secret access key (a trailing newline stripped), with
+    /// --s3-access-key-id [default: AWS_SECRET_ACCESS_KEY].
+    #[arg(long, env = "PROFILE_IMAGE_S3_SECRET_ACCESS_KEY_FILE")]
+    pub s3_secret_access_key_file: Option<PathBuf>,
     /// Bytes of renditions each replica caches in memory with --blobs [default: 256 MiB].
     #[arg(long, env = "PROFILE_IMAGE_CACHE_BYTES")]
     pub cache_bytes: Option<u64>,
@@ -561,6 +574,12 @@ impl Config {
         if o.s3_path_style.is_some() {
             self.s3_path_style = o.s3_path_style;
         }
+        if o.s3_access_key_id.is_some() {
+            self.s3_access_key_id = o.s3_access_key_id;
+        }
+        if o.s3_secret_access_key_file.is_some() {
+            self.s3_secret_access_key_file = o.s3_secret_access_key_file;
+        }
         set(&mut self.cache_bytes, o.cache_bytes);
         set(
             &mut self.download_lease,
@@ -582,6 +601,10 @@ impl Config {
                 endpoint: self.s3_endpoint.clone(),
                 region: self.s3_region.clone(),
                 path_style: self.s3_path_style.unwrap_or(self.s3_endpoint.is_some()),
+                credentials: self
+                    .s3_access_key_id
+                    .clone()
+                    .zip(self.s3_secret_access_key_file.clone()),
                 cache_bytes: usize::try_from(self.cache_bytes).unwrap_or(usize::MAX),
             },
         })
@@ -637,6 +660,10 @@ impl Config {
                     !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
                 }),
                 "store must be a postgres:// URL",
+            ),
+            (
+                self.s3_access_key_id.is_some() != self.s3_secret_access_key_file.is_some(),
+                "s3_access_key_id and s3_secret_access_key_file go together",
             ),
             (
                 self.download_lease < Duration::from_millis(300),

@@ -63,6 +63,12 @@ enum Command {
         /// Path-style bucket addressing [default: on with --s3-endpoint].
         #[arg(long, env = "PROFILE_IMAGE_S3_PATH_STYLE")]
         s3_path_style: Option<bool>,
+        /// S3 access key id, with --s3-secret-access-key-file [default: AWS_ACCESS_KEY_ID].
+        #[arg(long, env = "PROFILE_IMAGE_S3_ACCESS_KEY_ID")]
+        s3_access_key_id: Option<String>,
+        /// File holding the S3 secret access key [default: AWS_SECRET_ACCESS_KEY].
+        #[arg(long, env = "PROFILE_IMAGE_S3_SECRET_ACCESS_KEY_FILE")]
+        s3_secret_access_key_file: Option<PathBuf>,
     },
     #[command(flatten)]
     Client(cli::Command),
@@ -108,6 +114,8 @@ fn main() -> ExitCode {
             s3_endpoint,
             s3_region,
             s3_path_style,
+            s3_access_key_id,
+            s3_secret_access_key_file,
         } => {
             let to_blobs = match to_blobs.parse() {
                 Ok(location) => location,
@@ -123,6 +131,8 @@ fn main() -> ExitCode {
                 s3_endpoint,
                 s3_region,
                 s3_path_style,
+                s3_access_key_id,
+                s3_secret_access_key_file,
                 ..Overrides::default()
             };
             return migrate::run(overrides);

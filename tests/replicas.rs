@@ -330,3 +330,53 @@ async fn migrate_copies_a_sled_data_dir_and_a_replica_serves_every_image() {
     // Set (1) and delete (2) were in the local store.
     assert_eq!(next.version, 3, "versions go on from the local store's");
 }
+
+#[tokio::test]
+async fn s3_credentials_may_come_from_flags() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let secret = temp.path().join("s3-secret");
+    std::fs::write(&secret, "test\n").expect("write the secret");
+    let data_dir = temp.path().join("data");
+    let secret_arg = secret.to_str().expect("utf-8 path");
+    let server = Server::start_shared(
+        &data_dir,
+        &[
+            "--s3-access-key-id",
+            "test",
+            "--s3-secret-access-key-file",
+            secret_arg,
+        ],
+    )
+    .await;
+    let mut client = server.client().await;
+    let set = set_inline(&mut client, "keyed", corpus_bytes("photos/rocket.jpg"))
+        .await
+        .expect("a set through the flags' credentials");
+    let read = get(&mut client, "keyed", 64, ImageFormat::Jpeg)
+        .await
+        .expect("read back");
+    assert_eq!(read.version, set.version);
+
+    // The flags are read, not ignored: a key id without its secret file is refused,
+    // and so is a secret file that is not there.
+    let shared = Backends::get().serve_args(&temp.path().join("refused"));
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let (code, stderr) = serve_refused(&[&shared[..], &["--s3-access-key-id", "test"]].concat());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("s3_secret_access_key_file"), "{stderr}");
+    let missing = temp.path().join("no-such-file");
+    let (code, stderr) = serve_refused(
+        &[
+            &shared[..],
+            &[
+                "--s3-access-key-id",
+                "test",
+                "--s3-secret-access-key-file",
+                missing.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("S3 secret key file"), "{stderr}");
+}

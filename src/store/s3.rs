@@ -81,6 +81,9 @@ pub struct S3Options {
     /// Path-style requests (`ENDPOINT/BUCKET/KEY`), which most S3-compatible servers
     /// want; virtual-hosted style otherwise.
     pub path_style: bool,
+    /// An access key id and the file holding its secret key; None = the AWS
+    /// environment variables.
+    pub credentials: Option<(String, std::path::PathBuf)>,
     /// Bytes of renditions kept in memory.
     pub cache_bytes: usize,
 }
@@ -120,6 +123,17 @@ impl S3Blobs {
         }
         if let Some(region) = &options.region {
             builder = builder.with_region(region);
+        }
+        if let Some((key_id, secret_file)) = &options.credentials {
+            let secret = std::fs::read_to_string(secret_file).map_err(|e| {
+                Error::internal(format!(
+                    "reading the S3 secret key file {}: {e}",
+                    secret_file.display()
+                ))
+            })?;
+            builder = builder
+                .with_access_key_id(key_id)
+                .with_secret_access_key(secret.trim_end_matches(['\n', '\r']));
         }
         let bucket = builder
             .build()
