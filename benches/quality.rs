@@ -15,6 +15,10 @@
 //!   quality to every size); prints one summary line per pair.
 //! - `QUALITY_BENCH_WEBP_TOLERANCE`: comma-separated SSIM tolerances for the
 //!   per-picture WebP search to sweep (`WebpSearch::tolerance`)
+//! - `QUALITY_BENCH_PROXY_CSV=file`: instead of the table, append per photo, edge
+//!   and WebP quality (`QUALITY_BENCH_WEBP_Q`, default 56-96) the bytes and SSIM
+//!   of our JPEG and WebP against the reference and against the rendition's
+//!   pixels (what the per-picture search sees), for tuning the search offline
 //! - `QUALITY_BENCH_WEBP_BY_SIZE=1`: WebP at the size classes' qualities
 //!   (`webp_quality`, the rule before the per-picture search), as a sweep point
 //! - `QUALITY_BENCH_ROWS_CSV`: a file to append every row of a sweep to (label
@@ -510,6 +514,62 @@ fn time_webp(files: &[String], edges: &[u32], runs: usize) {
     }
 }
 
+/// For tuning the WebP search offline: per photo, edge and WebP quality, the
+/// bytes and SSIM of our JPEG and of WebP, each against the bench's reference
+/// and against the rendition's own pixels (what the search sees), appended to
+/// `path` as CSV: file, edge, WebP q, JPEG bytes, JPEG SSIM (reference),
+/// JPEG SSIM (pixels), WebP bytes, WebP SSIM (reference), WebP SSIM (pixels).
+/// The pixels come from a PNG rendition (lossless), encoded as the service
+/// encodes the raster.
+fn proxy_table(path: &str, files: &[String], edges: &[u32], webp_qualities: &[u8]) {
+    use std::io::Write;
+    let spec = RenditionSpec {
+        sizes: edges.to_vec(),
+        full_max_edge: edges.iter().copied().max().unwrap_or(512),
+        ..RenditionSpec::default()
+    };
+    let mut out = String::new();
+    for file in files {
+        let bytes = std::fs::read(corpus(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let source = decode_reference_source(&bytes);
+        let pngs = process_as(
+            &bytes,
+            None,
+            &Limits::default(),
+            &spec,
+            ImageFormat::Png,
+            QualityChoice::Service,
+        )
+        .expect("process as PNG");
+        for png in &pngs.renditions {
+            let reference = reference(&source, png.edge);
+            let pixels = image::load_from_memory(&png.bytes).expect("png").to_rgb8();
+            let scores = |encoded: &[u8]| {
+                let decoded = image::load_from_memory(encoded).expect("decodes").to_rgb8();
+                let against = |r: &RgbImage| ssim(&decoded, r).expect("same size");
+                (encoded.len(), against(&reference), against(&pixels))
+            };
+            let jpeg =
+                transcode_at(&png.bytes, ImageFormat::Jpeg, spec.jpeg_quality).expect("jpeg");
+            let (jpeg_bytes, jpeg_ref, jpeg_pixels) = scores(&jpeg);
+            for &q in webp_qualities {
+                let webp = transcode_at(&png.bytes, ImageFormat::Webp, q).expect("webp");
+                let (webp_bytes, webp_ref, webp_pixels) = scores(&webp);
+                out += &format!(
+                    "{file},{},{q},{jpeg_bytes},{jpeg_ref:.6},{jpeg_pixels:.6},{webp_bytes},{webp_ref:.6},{webp_pixels:.6}\n",
+                    png.edge
+                );
+            }
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+}
+
 /// One line per row of a sweep, appended to `QUALITY_BENCH_ROWS_CSV`.
 fn append_csv(path: &str, rows: &[Row], jpeg_quality: u8, webp: &str) {
     use std::io::Write;
@@ -553,6 +613,11 @@ fn main() {
     let sweep_jpeg = list_env::<u8>("QUALITY_BENCH_JPEG_Q");
     let sweep_webp = list_env::<u8>("QUALITY_BENCH_WEBP_Q");
     let sweep_tolerance = list_env::<f64>("QUALITY_BENCH_WEBP_TOLERANCE");
+    if let Ok(path) = std::env::var("QUALITY_BENCH_PROXY_CSV") {
+        let qualities = sweep_webp.unwrap_or_else(|| (56..=96).collect());
+        proxy_table(&path, &files, &edges, &qualities);
+        return;
+    }
     if let Some(runs) = list_env::<usize>("QUALITY_BENCH_TIMES") {
         time_webp(&files, &edges, runs[0]);
         return;

@@ -20,19 +20,24 @@ use crate::imaging::raster::Raster;
 use crate::imaging::ssim::SsimReference;
 use crate::imaging::{ImagingError, Limits, SourceFormat, libwebp, turbo};
 
-/// How the search runs; `Default` is what the service uses.
+/// How the search runs; `Default` is what the service uses, chosen with
+/// `QUALITY_BENCH_PROXY_CSV` (BENCHMARKS.md, "Bytes per picture").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WebpSearch {
     /// How far (in SSIM against the rendition's pixels) the WebP may fall
-    /// below our JPEG of the same pixels.
+    /// below our JPEG of the same pixels. 0.003 against the pixels kept every
+    /// bench row within 0.0035 of the JPEG against the reference (the bar is
+    /// 0.005); 0.004 would cut 2% more bytes with a worst row at -0.0048.
     pub tolerance: f64,
-    /// The search never goes below this quality...
-    pub min_quality: u8,
-    /// ...nor above this one; pictures that do not reach the JPEG's SSIM
-    /// below it get it.
-    pub max_quality: u8,
-    /// Encodes (each with a decode and an SSIM) at most; the first is at the
-    /// size class's quality (`webp_quality`), the rest bisect.
+    /// The search starts at the size class's quality (`webp_quality`) and
+    /// goes at most this far below it...
+    pub below_class: u8,
+    /// ...and this far above it; pictures that do not reach the JPEG's SSIM
+    /// by then get that top quality.
+    pub above_class: u8,
+    /// Encodes (each with a decode and an SSIM) at most: the first at the
+    /// size class's quality, the rest bisect. The search stops sooner once
+    /// it has narrowed down to one quality.
     pub max_probes: u8,
 }
 
@@ -40,10 +45,21 @@ impl Default for WebpSearch {
     fn default() -> Self {
         WebpSearch {
             tolerance: 0.003,
-            min_quality: 60,
-            max_quality: 92,
-            max_probes: 4,
+            below_class: 10,
+            above_class: 6,
+            max_probes: 5,
         }
+    }
+}
+
+impl WebpSearch {
+    /// The qualities the search may choose for a picture whose size class
+    /// has `class_quality`.
+    fn range(&self, class_quality: u8) -> (u8, u8) {
+        (
+            class_quality.saturating_sub(self.below_class).max(1),
+            class_quality.saturating_add(self.above_class).min(100),
+        )
     }
 }
 
@@ -65,11 +81,18 @@ pub(crate) fn encode_webp_like_jpeg(
     };
     let jpeg = turbo::encode_rgb(&on_white, jpeg_quality)?;
     let target = decoded_ssim(&reference, &jpeg, SourceFormat::Jpeg)? - search.tolerance;
-    let choice = lowest_passing(class_quality, search, target, |quality| {
-        let webp = libwebp::encode_lossy(raster, quality)?;
-        let ssim = decoded_ssim(&reference, &webp, SourceFormat::Webp)?;
-        Ok((webp, ssim))
-    })?;
+    let (min, max) = search.range(class_quality);
+    let choice = lowest_passing(
+        class_quality,
+        (min, max),
+        search.max_probes,
+        target,
+        |quality| {
+            let webp = libwebp::encode_lossy(raster, quality)?;
+            let ssim = decoded_ssim(&reference, &webp, SourceFormat::Webp)?;
+            Ok((webp, ssim))
+        },
+    )?;
     match choice.encoded {
         Some(webp) => Ok(webp),
         None => libwebp::encode_lossy(raster, choice.quality),
@@ -97,28 +120,25 @@ struct Choice<T> {
     encoded: Option<T>,
 }
 
-/// The lowest quality in `search`'s range whose `probe` reaches `target`,
+/// The lowest quality in `min..=max` whose `probe` reaches `target`,
 /// assuming SSIM grows with quality (it does, but for wiggles of ~0.001 on
 /// tiny pictures: whatever is returned was probed and passed, or is the top
 /// of the range). Probes `start` first (clamped into the range), then bisects
-/// the side the answer is on, at most `search.max_probes` probes in all.
-/// When no probe passes, the answer is the highest quality the bisection
-/// left open (the range's top unless a probe above `start` passed).
+/// the side the answer is on, at most `max_probes` probes in all.
+/// When no probe passes, the answer is the range's top, not yet encoded.
 fn lowest_passing<T>(
     start: u8,
-    search: &WebpSearch,
+    (min, max): (u8, u8),
+    max_probes: u8,
     target: f64,
     mut probe: impl FnMut(u8) -> Result<(T, f64), ImagingError>,
 ) -> Result<Choice<T>, ImagingError> {
-    let (min, max) = (
-        search.min_quality,
-        search.max_quality.max(search.min_quality),
-    );
+    let max = max.max(min);
     // The answer lies in lo..=hi; `best` holds the probe at `hi` once one passed.
     let (mut lo, mut hi) = (min, max);
     let mut best: Option<T> = None;
     let mut next = start.clamp(min, max);
-    for _ in 0..search.max_probes {
+    for _ in 0..max_probes {
         let (encoded, ssim) = probe(next)?;
         if ssim >= target {
             hi = next;
@@ -142,19 +162,10 @@ mod tests {
     use super::*;
     use crate::imaging::raster::Channels;
 
-    fn search(min: u8, max: u8, probes: u8) -> WebpSearch {
-        WebpSearch {
-            tolerance: 0.0,
-            min_quality: min,
-            max_quality: max,
-            max_probes: probes,
-        }
-    }
-
     /// Runs the search over a made-up SSIM curve, recording the probes.
-    fn run(search: &WebpSearch, start: u8, target: f64) -> (Choice<u8>, Vec<u8>) {
+    fn run(range: (u8, u8), probes: u8, start: u8, target: f64) -> (Choice<u8>, Vec<u8>) {
         let mut probed = Vec::new();
-        let choice = lowest_passing(start, search, target, |q| {
+        let choice = lowest_passing(start, range, probes, target, |q| {
             probed.push(q);
             Ok((q, 0.9 + f64::from(q) / 1000.0))
         })
@@ -165,7 +176,7 @@ mod tests {
     #[test]
     fn finds_the_lowest_passing_quality_within_the_probe_budget() {
         // SSIM 0.9 + q/1000 reaches 0.9705 from q71 on.
-        let (choice, probed) = run(&search(60, 92, 6), 78, 0.9705);
+        let (choice, probed) = run((60, 92), 6, 78, 0.9705);
         assert_eq!(choice.quality, 71);
         assert_eq!(choice.encoded, Some(71));
         assert!(probed.len() <= 6, "{probed:?}");
@@ -174,7 +185,7 @@ mod tests {
 
     #[test]
     fn stops_after_max_probes_with_a_quality_that_passed() {
-        let (choice, probed) = run(&search(60, 92, 3), 78, 0.9605);
+        let (choice, probed) = run((60, 92), 3, 78, 0.9605);
         assert_eq!(probed.len(), 3);
         assert!(choice.quality >= 61 && probed.contains(&choice.quality));
         assert_eq!(choice.encoded, Some(choice.quality));
@@ -182,7 +193,7 @@ mod tests {
 
     #[test]
     fn unreachable_target_ends_at_the_top_without_going_past_it() {
-        let (choice, probed) = run(&search(60, 92, 8), 78, 2.0);
+        let (choice, probed) = run((60, 92), 8, 78, 2.0);
         assert_eq!(choice.quality, 92);
         assert!(probed.iter().all(|&q| (60..=92).contains(&q)));
         // The top is encoded by the search itself or by the caller.
@@ -190,8 +201,16 @@ mod tests {
     }
 
     #[test]
+    fn the_range_stays_within_libwebps_qualities() {
+        let search = WebpSearch::default();
+        assert_eq!(search.range(78), (68, 84));
+        assert_eq!(search.range(5), (1, 11));
+        assert_eq!(search.range(98), (88, 100));
+    }
+
+    #[test]
     fn start_outside_the_range_is_clamped() {
-        let (choice, probed) = run(&search(70, 80, 5), 95, 0.0);
+        let (choice, probed) = run((70, 80), 5, 95, 0.0);
         assert_eq!(probed[0], 80);
         assert_eq!(choice.quality, 70);
     }
@@ -225,7 +244,8 @@ mod tests {
             "WebP {webp_ssim} JPEG {jpeg_ssim}"
         );
         // And it is no bigger than what the top of the range would give.
-        let top = libwebp::encode_lossy(&raster, search.max_quality).expect("top");
+        let top_quality = search.range(webp_quality(96)).1;
+        let top = libwebp::encode_lossy(&raster, top_quality).expect("top");
         assert!(webp.len() <= top.len());
     }
 }
