@@ -125,14 +125,17 @@ fn write_raster(encoder: impl ImageEncoder, raster: &Raster) -> Result<(), Imagi
 
 /// Re-encodes one of our stored renditions into another output format.
 /// Transparency survives into PNG/WebP; JPEG gets it composited onto white.
-/// JPEG is written at `jpeg_quality`, WebP at the quality the per-picture
-/// search finds (`QualityChoice::Service`).
+/// JPEG is written at `jpeg_quality`, WebP at its size class's quality
+/// (`webp_quality`): the per-picture search would compare WebP with a JPEG
+/// of pixels that are already a lossy rendition's, and asks for far more
+/// bytes than either needs. The service makes WebP from the original
+/// (`imaging::render`), never by transcoding.
 pub fn transcode(
     rendition: &[u8],
     format: ImageFormat,
     jpeg_quality: u8,
 ) -> Result<Vec<u8>, ImagingError> {
-    transcode_with(rendition, format, jpeg_quality, QualityChoice::Service)
+    transcode_with(rendition, format, jpeg_quality, QualityChoice::BySize)
 }
 
 /// `transcode` with the quality of the lossy target (JPEG or WebP) given;
