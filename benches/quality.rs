@@ -7,13 +7,23 @@
 //! Environment:
 //! - `QUALITY_BENCH_FILES`: comma-separated corpus paths (default: the photos below)
 //! - `QUALITY_BENCH_SIZES`: comma-separated edges (default 64,128,256,512)
-//! - `QUALITY_BENCH_TIMES=1`: also print one timing of `process()` per file with
-//!   JPEG and with WebP renditions
+//! - `QUALITY_BENCH_TIMES=N`: instead of bytes and SSIM, time WebP renditions
+//!   as Get makes them, one edge at a time, the per-picture search against the
+//!   size classes' qualities (N interleaved runs each)
 //! - `QUALITY_BENCH_JPEG_Q`, `QUALITY_BENCH_WEBP_Q`: comma-separated qualities to
 //!   sweep instead of the service's own (`QUALITY_BENCH_WEBP_Q` applies one
 //!   quality to every size); prints one summary line per pair.
+//! - `QUALITY_BENCH_WEBP_TOLERANCE`: comma-separated SSIM tolerances for the
+//!   per-picture WebP search to sweep (`WebpSearch::tolerance`)
+//! - `QUALITY_BENCH_PROXY_CSV=file`: instead of the table, append per photo, edge
+//!   and WebP quality (`QUALITY_BENCH_WEBP_Q`, default 56-96) the bytes and SSIM
+//!   of our JPEG and WebP against the reference and against the rendition's
+//!   pixels (what the per-picture search sees), for tuning the search offline
+//! - `QUALITY_BENCH_WEBP_BY_SIZE=1`: WebP at the size classes' qualities
+//!   (`webp_quality`, the rule before the per-picture search), as a sweep point
 //! - `QUALITY_BENCH_ROWS_CSV`: a file to append every row of a sweep to (label
-//!   from `QUALITY_BENCH_LABEL`, then JPEG q, WebP q, file, edge, and bytes and
+//!   from `QUALITY_BENCH_LABEL`, then JPEG q, the WebP choice (`q78`, `search
+//!   0.003`), file, edge, and bytes and
 //!   SSIM of our JPEG, our WebP from pixels, libvips' JPEG and libvips' WebP),
 //!   for choosing qualities per size or per row.
 //!
@@ -26,7 +36,7 @@
 //! `extract_area` into a lossless `.v` file), then `vipsthumbnail --size NxN`
 //! resizes it (Lanczos3) and saves it at q80 with `strip`.
 //!
-//! SSIM: the standard single-scale SSIM (Wang et al. 2004) on luma (BT.601 weights
+//! SSIM (`imaging::ssim`, the one the service's WebP search uses): the standard single-scale SSIM (Wang et al. 2004) on luma (BT.601 weights
 //! on 8-bit sRGB values), 11x11 Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03,
 //! averaged over every window that fits inside the image (no padding). Every
 //! output is compared with the same reference: the original decoded by `image`,
@@ -43,7 +53,8 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use moxcms::{ColorProfile, Layout, TransformOptions};
 use profile_image::imaging::{
-    ImageFormat, Limits, RenditionSpec, process, process_as, transcode, transcode_at, webp_quality,
+    ImageFormat, Limits, QualityChoice, RenditionSpec, WebpSearch, process, process_as, ssim,
+    transcode, transcode_at, webp_quality,
 };
 
 #[global_allocator]
@@ -130,69 +141,6 @@ fn reference(source: &RgbImage, edge: u32) -> RgbImage {
     RgbImage::from_raw(edge, edge, dst.into_vec()).expect("image")
 }
 
-fn luma(image: &RgbImage) -> Vec<f64> {
-    image
-        .pixels()
-        .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
-        .collect()
-}
-
-const WINDOW: usize = 11;
-
-fn gaussian_window() -> [f64; WINDOW] {
-    let sigma = 1.5f64;
-    let mut weights = [0.0; WINDOW];
-    for (i, w) in weights.iter_mut().enumerate() {
-        let d = i as f64 - (WINDOW / 2) as f64;
-        *w = (-d * d / (2.0 * sigma * sigma)).exp();
-    }
-    let sum: f64 = weights.iter().sum();
-    weights.map(|w| w / sum)
-}
-
-/// Separable Gaussian filter keeping only the positions where the whole
-/// window fits: `(w - 10) x (h - 10)` values.
-fn filter_valid(values: &[f64], w: usize, h: usize, window: &[f64; WINDOW]) -> Vec<f64> {
-    let (ow, oh) = (w - WINDOW + 1, h - WINDOW + 1);
-    let mut rows = vec![0.0; ow * h];
-    for y in 0..h {
-        for x in 0..ow {
-            rows[y * ow + x] = (0..WINDOW).map(|k| window[k] * values[y * w + x + k]).sum();
-        }
-    }
-    let mut out = vec![0.0; ow * oh];
-    for y in 0..oh {
-        for x in 0..ow {
-            out[y * ow + x] = (0..WINDOW)
-                .map(|k| window[k] * rows[(y + k) * ow + x])
-                .sum();
-        }
-    }
-    out
-}
-
-fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
-    assert_eq!(a.dimensions(), b.dimensions());
-    let (w, h) = (a.width() as usize, a.height() as usize);
-    let window = gaussian_window();
-    let (x, y) = (luma(a), luma(b));
-    let product = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(p, q)| p * q).collect::<Vec<_>>();
-    let mu_x = filter_valid(&x, w, h, &window);
-    let mu_y = filter_valid(&y, w, h, &window);
-    let xx = filter_valid(&product(&x, &x), w, h, &window);
-    let yy = filter_valid(&product(&y, &y), w, h, &window);
-    let xy = filter_valid(&product(&x, &y), w, h, &window);
-    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
-    let total: f64 = (0..mu_x.len())
-        .map(|i| {
-            let (mx, my) = (mu_x[i], mu_y[i]);
-            let (vx, vy, cov) = (xx[i] - mx * mx, yy[i] - my * my, xy[i] - mx * my);
-            ((2.0 * mx * my + c1) * (2.0 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-        })
-        .sum();
-    total / mu_x.len() as f64
-}
-
 /// Bytes and SSIM of one encoded picture.
 #[derive(Clone, Copy, Default)]
 struct Scored {
@@ -206,7 +154,7 @@ fn score(encoded: &[u8], reference: &RgbImage) -> Scored {
         .to_rgb8();
     Scored {
         bytes: encoded.len(),
-        ssim: ssim(&decoded, reference),
+        ssim: ssim(&decoded, reference).expect("same size, at least 11 px"),
     }
 }
 
@@ -310,30 +258,18 @@ struct Ours {
     direct_webp: Vec<u8>,
 }
 
-/// `webp_quality`: one quality for every size, or `None` for the service's
-/// quality per size.
-fn ours(bytes: &[u8], edges: &[u32], jpeg_quality: u8, webp_quality: Option<u8>) -> Vec<Ours> {
+/// `webp`: how WebP qualities are chosen (the service's search, a search set
+/// otherwise, the size classes' qualities, or one quality for every size).
+fn ours(bytes: &[u8], edges: &[u32], jpeg_quality: u8, webp: QualityChoice) -> Vec<Ours> {
     let spec = RenditionSpec {
         sizes: edges.to_vec(),
         full_max_edge: edges.iter().copied().max().unwrap_or(512),
         jpeg_quality,
     };
     let limits = Limits::default();
-    let start = Instant::now();
     let jpegs = process(bytes, None, &limits, &spec).expect("process");
-    let jpeg_time = start.elapsed();
-    let start = Instant::now();
-    let webps = process_as(bytes, None, &limits, &spec, ImageFormat::Webp, webp_quality)
-        .expect("process as WebP");
-    let webp_time = start.elapsed();
-    if std::env::var_os("QUALITY_BENCH_TIMES").is_some() {
-        // One run each: indicative only; `cargo bench --bench pipeline` times properly.
-        println!(
-            "  process(): JPEG renditions {:.1} ms, WebP renditions {:.1} ms",
-            jpeg_time.as_secs_f64() * 1000.0,
-            webp_time.as_secs_f64() * 1000.0
-        );
-    }
+    let webps =
+        process_as(bytes, None, &limits, &spec, ImageFormat::Webp, webp).expect("process as WebP");
     jpegs
         .renditions
         .iter()
@@ -343,9 +279,9 @@ fn ours(bytes: &[u8], edges: &[u32], jpeg_quality: u8, webp_quality: Option<u8>)
             Ours {
                 edge: jpeg.edge,
                 jpeg: jpeg.bytes.clone(),
-                webp: match webp_quality {
-                    Some(q) => transcode_at(&jpeg.bytes, ImageFormat::Webp, q),
-                    None => transcode(&jpeg.bytes, ImageFormat::Webp, jpeg_quality),
+                webp: match webp {
+                    QualityChoice::Fixed(q) => transcode_at(&jpeg.bytes, ImageFormat::Webp, q),
+                    _ => transcode(&jpeg.bytes, ImageFormat::Webp, jpeg_quality),
                 }
                 .expect("webp"),
                 direct_webp: direct.bytes.clone(),
@@ -358,7 +294,7 @@ fn measure(
     files: &[String],
     edges: &[u32],
     jpeg_quality: u8,
-    webp_quality: Option<u8>,
+    webp: QualityChoice,
     with_vips: bool,
 ) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -370,7 +306,7 @@ fn measure(
         let square = with_vips
             .then(|| vips_square(&path, source.dimensions(), dir.path()))
             .flatten();
-        for out in ours(&bytes, edges, jpeg_quality, webp_quality) {
+        for out in ours(&bytes, edges, jpeg_quality, webp) {
             let edge = out.edge;
             let reference = reference(&source, edge);
             let vips_scored = |ext: &str| {
@@ -527,8 +463,115 @@ fn short_name(file: &str) -> &str {
     file.rsplit('/').next().unwrap_or(file)
 }
 
+fn choice_label(choice: QualityChoice) -> String {
+    match choice {
+        QualityChoice::Service => format!("search {}", WebpSearch::default().tolerance),
+        QualityChoice::WebpSearch(search) => format!("search {}", search.tolerance),
+        QualityChoice::BySize => "by size".to_owned(),
+        QualityChoice::Fixed(q) => format!("q{q}"),
+    }
+}
+
+/// Times WebP renditions as Get makes them (`process_as` for one edge from
+/// the original, like `imaging::render`), the per-picture search against the
+/// size classes' qualities, `runs` interleaved runs each after one warm-up;
+/// prints the median and the fastest run in ms.
+fn time_webp(files: &[String], edges: &[u32], runs: usize) {
+    let limits = Limits::default();
+    let choices = [QualityChoice::BySize, QualityChoice::Service];
+    println!("| file | px | by size median / min ms | search median / min ms |");
+    println!("|---|---:|---:|---:|");
+    for file in files {
+        let bytes = std::fs::read(corpus(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for &edge in edges {
+            let spec = RenditionSpec {
+                sizes: vec![edge],
+                full_max_edge: edge,
+                ..RenditionSpec::default()
+            };
+            let mut times = [Vec::new(), Vec::new()];
+            for run in 0..=runs {
+                for (choice, times) in choices.iter().zip(&mut times) {
+                    let start = Instant::now();
+                    process_as(&bytes, None, &limits, &spec, ImageFormat::Webp, *choice)
+                        .expect("process as WebP");
+                    if run > 0 {
+                        times.push(start.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+            let cells = times.map(|mut t| {
+                t.sort_by(f64::total_cmp);
+                format!("{:.1} / {:.1}", t[t.len() / 2], t[0])
+            });
+            println!(
+                "| {} | {edge} | {} | {} |",
+                short_name(file),
+                cells[0],
+                cells[1]
+            );
+        }
+    }
+}
+
+/// For tuning the WebP search offline: per photo, edge and WebP quality, the
+/// bytes and SSIM of our JPEG and of WebP, each against the bench's reference
+/// and against the rendition's own pixels (what the search sees), appended to
+/// `path` as CSV: file, edge, WebP q, JPEG bytes, JPEG SSIM (reference),
+/// JPEG SSIM (pixels), WebP bytes, WebP SSIM (reference), WebP SSIM (pixels).
+/// The pixels come from a PNG rendition (lossless), encoded as the service
+/// encodes the raster.
+fn proxy_table(path: &str, files: &[String], edges: &[u32], webp_qualities: &[u8]) {
+    use std::io::Write;
+    let spec = RenditionSpec {
+        sizes: edges.to_vec(),
+        full_max_edge: edges.iter().copied().max().unwrap_or(512),
+        ..RenditionSpec::default()
+    };
+    let mut out = String::new();
+    for file in files {
+        let bytes = std::fs::read(corpus(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let source = decode_reference_source(&bytes);
+        let pngs = process_as(
+            &bytes,
+            None,
+            &Limits::default(),
+            &spec,
+            ImageFormat::Png,
+            QualityChoice::Service,
+        )
+        .expect("process as PNG");
+        for png in &pngs.renditions {
+            let reference = reference(&source, png.edge);
+            let pixels = image::load_from_memory(&png.bytes).expect("png").to_rgb8();
+            let scores = |encoded: &[u8]| {
+                let decoded = image::load_from_memory(encoded).expect("decodes").to_rgb8();
+                let against = |r: &RgbImage| ssim(&decoded, r).expect("same size");
+                (encoded.len(), against(&reference), against(&pixels))
+            };
+            let jpeg =
+                transcode_at(&png.bytes, ImageFormat::Jpeg, spec.jpeg_quality).expect("jpeg");
+            let (jpeg_bytes, jpeg_ref, jpeg_pixels) = scores(&jpeg);
+            for &q in webp_qualities {
+                let webp = transcode_at(&png.bytes, ImageFormat::Webp, q).expect("webp");
+                let (webp_bytes, webp_ref, webp_pixels) = scores(&webp);
+                out += &format!(
+                    "{file},{},{q},{jpeg_bytes},{jpeg_ref:.6},{jpeg_pixels:.6},{webp_bytes},{webp_ref:.6},{webp_pixels:.6}\n",
+                    png.edge
+                );
+            }
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+}
+
 /// One line per row of a sweep, appended to `QUALITY_BENCH_ROWS_CSV`.
-fn append_csv(path: &str, rows: &[Row], jpeg_quality: u8, webp_quality: u8) {
+fn append_csv(path: &str, rows: &[Row], jpeg_quality: u8, webp: &str) {
     use std::io::Write;
     let label = std::env::var("QUALITY_BENCH_LABEL").unwrap_or_default();
     let mut out = String::new();
@@ -536,7 +579,7 @@ fn append_csv(path: &str, rows: &[Row], jpeg_quality: u8, webp_quality: u8) {
         let [vips_jpeg, vips_webp] =
             [r.vips_jpeg, r.vips_webp].map(|s| s.map_or((0, 0.0), |s| (s.bytes, s.ssim)));
         out += &format!(
-            "{label},{jpeg_quality},{webp_quality},{},{},{},{:.6},{},{:.6},{},{:.6},{},{:.6}\n",
+            "{label},{jpeg_quality},{webp},{},{},{},{:.6},{},{:.6},{},{:.6},{},{:.6}\n",
             r.file,
             r.edge,
             r.jpeg.bytes,
@@ -569,15 +612,40 @@ fn main() {
     let service_jpeg = RenditionSpec::default().jpeg_quality;
     let sweep_jpeg = list_env::<u8>("QUALITY_BENCH_JPEG_Q");
     let sweep_webp = list_env::<u8>("QUALITY_BENCH_WEBP_Q");
-    if sweep_jpeg.is_some() || sweep_webp.is_some() {
+    let sweep_tolerance = list_env::<f64>("QUALITY_BENCH_WEBP_TOLERANCE");
+    if let Ok(path) = std::env::var("QUALITY_BENCH_PROXY_CSV") {
+        let qualities = sweep_webp.unwrap_or_else(|| (56..=96).collect());
+        proxy_table(&path, &files, &edges, &qualities);
+        return;
+    }
+    if let Some(runs) = list_env::<usize>("QUALITY_BENCH_TIMES") {
+        time_webp(&files, &edges, runs[0]);
+        return;
+    }
+    let by_size = std::env::var_os("QUALITY_BENCH_WEBP_BY_SIZE").is_some();
+    if sweep_jpeg.is_some() || sweep_webp.is_some() || sweep_tolerance.is_some() || by_size {
         // libvips does not change between sweep points: measured once.
         let mut vips_rows: Option<Vec<Row>> = None;
-        let webp_qualities: Vec<Option<u8>> = match &sweep_webp {
-            Some(qualities) => qualities.iter().copied().map(Some).collect(),
-            None => vec![None],
+        let webp_choices: Vec<QualityChoice> = match (&sweep_webp, &sweep_tolerance) {
+            (Some(qualities), _) => qualities
+                .iter()
+                .copied()
+                .map(QualityChoice::Fixed)
+                .collect(),
+            (None, Some(tolerances)) => tolerances
+                .iter()
+                .map(|&tolerance| {
+                    QualityChoice::WebpSearch(WebpSearch {
+                        tolerance,
+                        ..WebpSearch::default()
+                    })
+                })
+                .collect(),
+            (None, None) if by_size => vec![QualityChoice::BySize],
+            (None, None) => vec![QualityChoice::Service],
         };
         for &jq in sweep_jpeg.as_deref().unwrap_or(&[service_jpeg]) {
-            for &wq in &webp_qualities {
+            for &wq in &webp_choices {
                 let mut rows = measure(&files, &edges, jq, wq, with_vips && vips_rows.is_none());
                 match &vips_rows {
                     None => {
@@ -597,10 +665,10 @@ fn main() {
                         }
                     }
                 }
-                let webp_label = wq.map_or("by size".to_owned(), |q| format!("q{q}"));
+                let webp_label = choice_label(wq);
                 summary(&format!("JPEG q{jq}, WebP {webp_label}"), &rows);
                 if let Ok(path) = std::env::var("QUALITY_BENCH_ROWS_CSV") {
-                    append_csv(&path, &rows, jq, wq.unwrap_or(0));
+                    append_csv(&path, &rows, jq, &webp_label);
                 }
             }
         }
@@ -611,7 +679,8 @@ fn main() {
         .map(|&e| format!("{e}: q{}", webp_quality(e)))
         .collect();
     println!(
-        "files {files:?}, edges {edges:?}; our JPEG q{service_jpeg}, our WebP by size ({}); libvips {}",
+        "files {files:?}, edges {edges:?}; our JPEG q{service_jpeg}, our WebP searched per picture ({:?}, first probe by size: {}); libvips {}",
+        WebpSearch::default(),
         by_size.join(", "),
         if with_vips {
             "JPEG q80 and WebP q80"
@@ -619,7 +688,13 @@ fn main() {
             "absent"
         }
     );
-    let rows = measure(&files, &edges, service_jpeg, None, with_vips);
+    let rows = measure(
+        &files,
+        &edges,
+        service_jpeg,
+        QualityChoice::Service,
+        with_vips,
+    );
     print_rows(&rows);
     summary("all rows", &rows);
     for &edge in &edges {

@@ -10,27 +10,23 @@ use image::{ExtendedColorType, ImageEncoder};
 use crate::imaging::decode::{decode_with_image, guarded};
 use crate::imaging::raster::{Channels, Raster};
 use crate::imaging::sniff::sniff;
+use crate::imaging::webp_search::{WebpSearch, encode_webp_like_jpeg};
 use crate::imaging::{ImageFormat, ImagingError, Limits};
 use crate::imaging::{libwebp, turbo};
 
 /// libwebp quality of a WebP rendition `edge` px wide (its actual edge: a
-/// rendition capped at a 300 px crop counts with the 256 px ones).
+/// rendition capped at a 300 px crop counts with the 256 px ones), before the
+/// per-picture search (`QualityChoice::Service`) moves it: the search's first
+/// probe, and the quality of `QualityChoice::BySize`.
 ///
 /// Chosen with `cargo bench --bench quality` (BENCHMARKS.md, "Bytes per
-/// picture") per size class, because one quality does not fit all sizes: the
-/// same photo loses more SSIM to WebP than to our q82 JPEG as renditions grow
-/// (4x4 transforms and the loop filter smooth the fine texture a 512 px avatar
-/// still shows; at 64 px little of it is left). Each class gets the lowest
-/// quality whose SSIM, and that of the quality one above it (SSIM is not
-/// monotonic in quality on tiny pictures), stays within 0.005 of our JPEG's on
-/// every photo of the bench. The SSIM tolerance comes first, so a WebP never
-/// looks worse than the JPEG it stands in for; the bytes bar (at most 0.75 of
-/// the JPEG's) is then missed on some rows: the noisy iPhone photo keeps
-/// 0.77-0.91 of its JPEG's bytes (at up to +0.015 SSIM), and at 256-512 px
-/// two more photos 0.756-0.770. No quality per size meets both bars on every
-/// row: at 256 px the iPhone photo reaches 0.75 only below q72, where the cat
-/// (chelsea.png) is 0.02 SSIM below its JPEG. Above 512 px (not measured) the
-/// 512 px quality applies.
+/// picture") per size class: the lowest quality whose SSIM, and that of the
+/// quality one above it, stays within 0.005 of our JPEG's on every photo of
+/// the bench. As the only rule it missed the bytes bar (at most 0.75 of the
+/// JPEG's) on 8 of 36 rows: no quality per size fits every photo, because
+/// WebP's advantage depends on the content (the noisy iPhone photo reached
+/// 0.75 only below q72 at 256 px, where the cat is 0.02 SSIM below its JPEG).
+/// As the search's start it is where most pictures' answer lies near.
 pub fn webp_quality(edge: u32) -> u8 {
     match edge {
         0..96 => 76,
@@ -40,26 +36,45 @@ pub fn webp_quality(edge: u32) -> u8 {
     }
 }
 
+/// How the quality of a lossy rendition is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QualityChoice {
+    /// The service's: JPEG at the configured quality; WebP per picture, the
+    /// lowest quality that comes as close to that JPEG's SSIM as
+    /// `WebpSearch::default()` asks.
+    Service,
+    /// Like `Service`, with the WebP search set otherwise (for measurements).
+    WebpSearch(WebpSearch),
+    /// WebP at `webp_quality` for its size, without a search (the rule before
+    /// the search; for measurements); JPEG at the configured quality.
+    BySize,
+    /// This quality for whichever lossy format (for measurements).
+    Fixed(u8),
+}
+
 fn encode_failed() -> ImagingError {
     ImagingError::Encode("the encoder rejected the image".to_owned())
 }
 
-/// Encodes a rendition: JPEG at `jpeg_quality` (configurable), WebP at
-/// `webp_quality` for its size, PNG losslessly.
+/// Encodes a rendition: JPEG at `jpeg_quality` (configurable), WebP at the
+/// quality `choice` gives, PNG losslessly.
 pub(crate) fn encode(
     raster: &Raster,
     format: ImageFormat,
     jpeg_quality: u8,
+    choice: QualityChoice,
 ) -> Result<Vec<u8>, ImagingError> {
-    let quality = lossy_quality(format, jpeg_quality, raster.width.min(raster.height));
-    encode_at(raster, format, quality)
-}
-
-/// The quality the service encodes a rendition `edge` px wide with in `format`.
-pub(crate) fn lossy_quality(format: ImageFormat, jpeg_quality: u8, edge: u32) -> u8 {
-    match format {
-        ImageFormat::Webp => webp_quality(edge),
-        ImageFormat::Jpeg | ImageFormat::Png => jpeg_quality,
+    let edge = raster.width.min(raster.height);
+    match (format, choice) {
+        (_, QualityChoice::Fixed(quality)) => encode_at(raster, format, quality),
+        (ImageFormat::Webp, QualityChoice::BySize) => encode_at(raster, format, webp_quality(edge)),
+        (ImageFormat::Webp, QualityChoice::Service) => {
+            encode_webp_like_jpeg(raster, jpeg_quality, &WebpSearch::default())
+        }
+        (ImageFormat::Webp, QualityChoice::WebpSearch(search)) => {
+            encode_webp_like_jpeg(raster, jpeg_quality, &search)
+        }
+        (ImageFormat::Jpeg | ImageFormat::Png, _) => encode_at(raster, format, jpeg_quality),
     }
 }
 
@@ -110,15 +125,17 @@ fn write_raster(encoder: impl ImageEncoder, raster: &Raster) -> Result<(), Imagi
 
 /// Re-encodes one of our stored renditions into another output format.
 /// Transparency survives into PNG/WebP; JPEG gets it composited onto white.
-/// JPEG is written at `jpeg_quality`, WebP at `webp_quality` for its size.
+/// JPEG is written at `jpeg_quality`, WebP at its size class's quality
+/// (`webp_quality`): the per-picture search would compare WebP with a JPEG
+/// of pixels that are already a lossy rendition's, and asks for far more
+/// bytes than either needs. The service makes WebP from the original
+/// (`imaging::render`), never by transcoding.
 pub fn transcode(
     rendition: &[u8],
     format: ImageFormat,
     jpeg_quality: u8,
 ) -> Result<Vec<u8>, ImagingError> {
-    transcode_with(rendition, format, |edge| {
-        lossy_quality(format, jpeg_quality, edge)
-    })
+    transcode_with(rendition, format, jpeg_quality, QualityChoice::BySize)
 }
 
 /// `transcode` with the quality of the lossy target (JPEG or WebP) given;
@@ -128,13 +145,14 @@ pub fn transcode_at(
     format: ImageFormat,
     quality: u8,
 ) -> Result<Vec<u8>, ImagingError> {
-    transcode_with(rendition, format, |_| quality)
+    transcode_with(rendition, format, quality, QualityChoice::Fixed(quality))
 }
 
 fn transcode_with(
     rendition: &[u8],
     format: ImageFormat,
-    quality_for_edge: impl FnOnce(u32) -> u8,
+    jpeg_quality: u8,
+    choice: QualityChoice,
 ) -> Result<Vec<u8>, ImagingError> {
     guarded(|| {
         let source = sniff(rendition).ok_or_else(|| {
@@ -144,7 +162,6 @@ fn transcode_with(
         // limits still apply in case something else is passed in.
         let image = decode_with_image(rendition, source, &Limits::default())?;
         let raster = Raster::from_dynamic(image)?;
-        let quality = quality_for_edge(raster.width.min(raster.height));
-        encode_at(&raster, format, quality)
+        encode(&raster, format, jpeg_quality, choice)
     })
 }

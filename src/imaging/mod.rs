@@ -24,16 +24,20 @@ mod placeholder;
 mod raster;
 mod resize;
 mod sniff;
+mod ssim;
 mod thumbhash;
 #[allow(unsafe_code)]
 mod turbo;
+mod webp_search;
 
 pub use crop::CropRect;
-pub use encode::{transcode, transcode_at, webp_quality};
+pub use encode::{QualityChoice, transcode, transcode_at, webp_quality};
 pub use error::ImagingError;
 pub use placeholder::placeholder;
 pub use sniff::sniff;
+pub use ssim::ssim;
 pub use thumbhash::thumbhash_of_rendition;
+pub use webp_search::WebpSearch;
 
 use decode::{Decoded, guarded};
 use raster::Channels;
@@ -216,17 +220,16 @@ pub fn process(
 }
 
 /// `process`, with every rendition in `output` instead of the default format,
-/// at lossy quality `quality`, or with `None` at the service's quality for
-/// each rendition's format and size (`webp_quality`, `spec.jpeg_quality`); for
-/// `render` and for measurements such as `benches/quality.rs` (WebP straight
-/// from the pixels).
+/// its lossy quality chosen as `quality` says (`QualityChoice::Service` for
+/// what the service serves); for `render` and for measurements such as
+/// `benches/quality.rs` (WebP straight from the pixels).
 pub fn process_as(
     bytes: &[u8],
     crop: Option<(u32, u32, u32)>,
     limits: &Limits,
     spec: &RenditionSpec,
     output: ImageFormat,
-    quality: Option<u8>,
+    quality: QualityChoice,
 ) -> Result<Processed, ImagingError> {
     let format = check_input_size(bytes, limits)?;
     guarded(|| run_pipeline(bytes, format, crop, limits, spec, Some((output, quality))))
@@ -235,9 +238,11 @@ pub fn process_as(
 /// One rendition, `edge` px (capped at the crop) in `format`, made from the
 /// original upload with the crop (`x`, `y`, `size` in upright pixels) its
 /// media item was made with. For the formats not made at upload time: WebP
-/// made this way is 26% smaller than our JPEG at a higher mean SSIM, while
-/// WebP transcoded from the stored JPEG rendition carries that JPEG's loss
-/// too and ends up ~0.02 SSIM below it (BENCHMARKS.md, "Bytes per picture").
+/// made this way, at the quality searched for this picture, is 31% smaller
+/// than our JPEG at about its SSIM, while WebP transcoded from the stored JPEG
+/// rendition carries that JPEG's loss too and ends up ~0.02 SSIM below it
+/// (BENCHMARKS.md, "Bytes per picture"). The search costs up to five WebP
+/// encodes instead of one.
 pub fn render(
     original: &[u8],
     crop: (u32, u32, u32),
@@ -251,7 +256,14 @@ pub fn render(
         full_max_edge: edge,
         jpeg_quality,
     };
-    let processed = process_as(original, Some(crop), limits, &spec, format, None)?;
+    let processed = process_as(
+        original,
+        Some(crop),
+        limits,
+        &spec,
+        format,
+        QualityChoice::Service,
+    )?;
     processed
         .renditions
         .into_iter()
@@ -265,7 +277,7 @@ fn run_pipeline(
     crop: Option<(u32, u32, u32)>,
     limits: &Limits,
     spec: &RenditionSpec,
-    output: Option<(ImageFormat, Option<u8>)>,
+    output: Option<(ImageFormat, QualityChoice)>,
 ) -> Result<Processed, ImagingError> {
     let header = header::read(bytes, format, limits)?;
     let (width, height) =
@@ -298,7 +310,7 @@ fn run_pipeline(
     } else {
         ImageFormat::Jpeg
     };
-    let (output, fixed_quality) = output.unwrap_or((default_format, None));
+    let (output, choice) = output.unwrap_or((default_format, QualityChoice::Service));
     // Each smaller rendition is resampled from the next larger one: a
     // fraction of the work of going back to the source, at ratios of ~2x per
     // step with the default sizes (Catmull-Rom, see `Shrinker::shrink`).
@@ -308,12 +320,10 @@ fn run_pipeline(
         if edge != previous.width {
             previous = shrinker.shrink(&previous, SourceSquare::whole(&previous), edge)?;
         }
-        let quality =
-            fixed_quality.unwrap_or_else(|| encode::lossy_quality(output, spec.jpeg_quality, edge));
         renditions.push(Rendition {
             edge,
             format: output,
-            bytes: encode::encode_at(&previous, output, quality)?,
+            bytes: encode::encode(&previous, output, spec.jpeg_quality, choice)?,
         });
     }
     renditions.reverse();

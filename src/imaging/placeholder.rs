@@ -3,7 +3,7 @@
 //! until they upload a picture.
 
 use crate::imaging::ImageFormat;
-use crate::imaging::encode::encode;
+use crate::imaging::encode::{QualityChoice, encode};
 use crate::imaging::raster::{Channels, Raster};
 
 /// Placeholders are requested by URL; this bounds the work a caller can ask for.
@@ -71,8 +71,15 @@ pub fn placeholder(seed: &str, edge: u32, format: ImageFormat) -> Vec<u8> {
     };
     // The raster is well-formed and within every encoder's size limits, so
     // encoding cannot fail in practice; an empty body is the least harmful
-    // answer if it ever did.
-    encode(&raster, format, PLACEHOLDER_JPEG_QUALITY).unwrap_or_default()
+    // answer if it ever did. A WebP placeholder takes its size's quality: a
+    // flat drawing needs no search.
+    encode(
+        &raster,
+        format,
+        PLACEHOLDER_JPEG_QUALITY,
+        QualityChoice::BySize,
+    )
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ fn encoded_png(width: u32, height: u32) -> Vec<u8> {
         .flat_map(|i| [(2 * (i % width)) as u8, (3 * (i / width)) as u8, 90])
         .collect();
     let raster = raster::Raster::new(width, height, Channels::Rgb, data).expect("raster");
-    encode::encode(&raster, ImageFormat::Png, 90).expect("png")
+    encode::encode_at(&raster, ImageFormat::Png, 90).expect("png")
 }
 
 #[test]
