@@ -28,7 +28,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::model::{BlobRef, DownloadJob, EventKind, Media, Profile, Rendition, UserId, UserState};
+use crate::model::{
+    BlobRef, Crop, DownloadJob, EventKind, Media, Profile, Rendition, UserId, UserState,
+};
 
 #[cfg(doc)]
 use crate::error::Error;
@@ -100,6 +102,17 @@ impl Change {
             media: Vec::new(),
             event: None,
         }
+    }
+
+    /// The crop media item `id` gets from this change, when the change inserts or
+    /// replaces it (None: the item keeps its stored crop, if it exists).
+    pub fn written_crop(&self, id: &str) -> Option<Crop> {
+        self.media.iter().find_map(|write| match write {
+            MediaWrite::Insert(media) | MediaWrite::Replace(media) if media.id == id => {
+                Some(media.crop)
+            }
+            _ => None,
+        })
     }
 }
 

@@ -275,13 +275,7 @@ fn record_version(tx: &Tx<'_>, change: &Change, profile: &Profile) -> TxResult<(
     let Some(id) = profile.media_id.as_deref() else {
         return Ok(());
     };
-    let written = change.media.iter().find_map(|write| match write {
-        MediaWrite::Insert(media) | MediaWrite::Replace(media) if media.id == id => {
-            Some(media.crop)
-        }
-        _ => None,
-    });
-    let crop = match written {
+    let crop = match change.written_crop(id) {
         Some(crop) => crop,
         None => match tx.media(id)? {
             Some(record) => Media::try_from(record).or_else(abort)?.crop,

@@ -485,13 +485,7 @@ async fn record_version(tx: &Transaction<'_>, change: &Change, profile: &Profile
     let Some(id) = profile.media_id.as_deref() else {
         return Ok(());
     };
-    let written = change.media.iter().find_map(|write| match write {
-        MediaWrite::Insert(media) | MediaWrite::Replace(media) if media.id == id => {
-            Some(media.crop)
-        }
-        _ => None,
-    });
-    let crop = match written {
+    let crop = match change.written_crop(id) {
         Some(crop) => crop,
         None => {
             let row = tx
