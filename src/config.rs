@@ -407,7 +407,8 @@ pub struct Overrides {
     #[arg(long, env = "PROFILE_IMAGE_STORE")]
     pub store: Option<String>,
     /// Keep image bytes in S3-compatible storage (s3://BUCKET/PREFIX); credentials from
-    /// the AWS environment variables [default: files in the data dir]. Needs --store.
+    /// --s3-access-key-id and --s3-secret-access-key-file, or the AWS environment
+    /// variables [default: files in the data dir]. Needs --store.
     #[arg(long, env = "PROFILE_IMAGE_BLOBS")]
     pub blobs: Option<S3Location>,
     /// URL of an S3-compatible server (MinIO, Ceph, ...) [default: AWS].
