@@ -123,14 +123,7 @@ impl MetadataStore for PostgresStore {
     ) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
-        let row = tx
-            .query_opt(
-                "SELECT record FROM media WHERE media_id = $1 FOR UPDATE",
-                &[&media_id],
-            )
-            .await
-            .map_err(db)?;
-        let Some(stored) = media_from(row.map(|r| r.get(0)))? else {
+        let Some(stored) = locked_media(&tx, media_id).await? else {
             return Ok(false);
         };
         if !stored.renditions.contains(&base) {
@@ -204,14 +197,7 @@ impl MetadataStore for PostgresStore {
     ) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
-        let row = tx
-            .query_opt(
-                "SELECT record FROM media WHERE media_id = $1 FOR UPDATE",
-                &[&media_id],
-            )
-            .await
-            .map_err(db)?;
-        let Some(mut stored) = media_from(row.map(|r| r.get(0)))? else {
+        let Some(mut stored) = locked_media(&tx, media_id).await? else {
             return Ok(false);
         };
         let has = stored.renditions.contains(&base);
@@ -477,6 +463,18 @@ impl PostgresStore {
             }
         }
     }
+}
+
+/// Media item `media_id`, its row locked until `tx` ends.
+async fn locked_media(tx: &Transaction<'_>, media_id: &str) -> Result<Option<Media>> {
+    let row = tx
+        .query_opt(
+            "SELECT record FROM media WHERE media_id = $1 FOR UPDATE",
+            &[&media_id],
+        )
+        .await
+        .map_err(db)?;
+    media_from(row.map(|r| r.get(0)))
 }
 
 /// Indexes what a profile put by `change` shows, so the version's image URL resolves
