@@ -4,7 +4,7 @@
 //!
 //! - A change is one transaction that locks the user's row (`SELECT ... FOR UPDATE`)
 //!   and applies only if the state is still the one it was decided on: per-user order
-//!   and `expected_version` hold across replicas ([`metadata`]).
+//!   and `expected_version` hold across replicas ([`commit`]; reads in [`metadata`]).
 //! - A change that a watcher should see writes its event in the same transaction,
 //!   numbered by the one row of `event_counter`, whose lock orders those commits: the
 //!   log has no gaps and a reader never sees a later event before an earlier one.
@@ -14,6 +14,7 @@
 //!   stops renewing it, and another claims the job with `FOR UPDATE SKIP LOCKED`.
 //! - The schema is migrated at start-up under an advisory lock ([`migrations`]).
 
+mod commit;
 mod events;
 mod import;
 mod metadata;
