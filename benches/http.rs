@@ -13,6 +13,10 @@
 //! service, then the service first...), so that a drift in the machine's speed is shared.
 //! Both servers and wrk share the machine's cores.
 //!
+//! The service runs twice: as configured by default (image URLs on their own
+//! per-core event loops) and with `--http-threads 0` (on the gRPC runtime's workers),
+//! so the switch's effect is measured in the same run.
+//!
 //! Environment:
 //!   HTTP_BENCH_SECONDS      seconds per wrk run                    [10]
 //!   HTTP_BENCH_ROUNDS       rounds (each runs every pair once)     [3]
@@ -53,14 +57,20 @@ impl Drop for Running {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Target {
     Nginx,
+    /// The service as configured by default.
     Service,
+    /// The service with `--http-threads 0`.
+    SharedRuntime,
 }
 
 impl Target {
+    const ALL: [Target; 3] = [Target::Nginx, Target::Service, Target::SharedRuntime];
+
     fn name(self) -> &'static str {
         match self {
             Target::Nginx => "nginx (file)",
             Target::Service => "profile-image",
+            Target::SharedRuntime => "--http-threads 0",
         }
     }
 }
@@ -87,7 +97,9 @@ async fn run() {
     }
 
     let temp = tempfile::tempdir().expect("temp dir");
-    let (service, grpc, http) = start_service(&temp.path().join("data"));
+    let (service, grpc, http) = start_service(&temp.path().join("data"), None);
+    let (shared, shared_grpc, shared_http) =
+        start_service(&temp.path().join("data-shared"), Some("0"));
     let photo_bytes = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/corpus")
@@ -97,6 +109,11 @@ async fn run() {
     let image = set_and_get(grpc, &photo_bytes).await;
     let service_url = image.url.clone();
     assert!(service_url.contains(&http.to_string()), "{service_url}");
+    let shared_url = set_and_get(shared_grpc, &photo_bytes).await.url;
+    assert!(
+        shared_url.contains(&shared_http.to_string()),
+        "{shared_url}"
+    );
 
     let root = temp.path().join("nginx");
     std::fs::create_dir_all(root.join("html")).expect("nginx dir");
@@ -104,7 +121,7 @@ async fn run() {
     let nginx_port = free_port();
     let nginx = start_nginx(&root, nginx_port);
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/256.jpg");
-    for url in [&service_url, &nginx_url] {
+    for url in [&service_url, &shared_url, &nginx_url] {
         let (status, length) = probe(url);
         assert_eq!(status, 200, "{url}");
         assert_eq!(length, image.data.len(), "{url} serves the same bytes");
@@ -119,19 +136,17 @@ async fn run() {
         image.height,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("service: {service_url}\nnginx:   {nginx_url}\n");
+    println!("service: {service_url}\nshared:  {shared_url}\nnginx:   {nginx_url}\n");
     let mut results: Vec<(usize, Target, f64, String)> = Vec::new();
     for round in 0..rounds {
         for (index, &concurrency) in concurrencies.iter().enumerate() {
-            let order = if (round + index) % 2 == 0 {
-                [Target::Nginx, Target::Service]
-            } else {
-                [Target::Service, Target::Nginx]
-            };
+            let mut order = Target::ALL;
+            order.rotate_left((round + index) % Target::ALL.len());
             for target in order {
                 let url = match target {
                     Target::Nginx => &nginx_url,
                     Target::Service => &service_url,
+                    Target::SharedRuntime => &shared_url,
                 };
                 let (rps, latency) = wrk(url, threads, concurrency, seconds);
                 println!(
@@ -145,9 +160,10 @@ async fn run() {
     }
 
     println!(
-        "\n| connections | nginx req/s (median) | profile-image req/s (median) | ratio | runs |"
+        "\n| connections | nginx req/s (median) | profile-image req/s (median) | ratio \
+         | `--http-threads 0` req/s (median) | ratio | runs |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &concurrency in &concurrencies {
         let median = |target: Target| {
             let mut rps: Vec<f64> = results
@@ -158,20 +174,30 @@ async fn run() {
             rps.sort_by(f64::total_cmp);
             rps[rps.len() / 2]
         };
-        let (nginx_rps, service_rps) = (median(Target::Nginx), median(Target::Service));
+        let nginx_rps = median(Target::Nginx);
+        let service_rps = median(Target::Service);
+        let shared_rps = median(Target::SharedRuntime);
         println!(
-            "| {concurrency} | {nginx_rps:.0} | {service_rps:.0} | {:.0}% | {rounds} each |",
-            100.0 * service_rps / nginx_rps
+            "| {concurrency} | {nginx_rps:.0} | {service_rps:.0} | {:.0}% | {shared_rps:.0} \
+             | {:.0}% | {rounds} each |",
+            100.0 * service_rps / nginx_rps,
+            100.0 * shared_rps / nginx_rps
         );
     }
 
     drop(nginx);
     drop(service);
+    drop(shared);
 }
 
-/// The release binary with image URLs on a free port: the process, gRPC and HTTP addresses.
-fn start_service(data_dir: &Path) -> (Running, SocketAddr, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
+/// The release binary with image URLs on a free port (and `--http-threads` when given):
+/// the process, gRPC and HTTP addresses.
+fn start_service(data_dir: &Path, http_threads: Option<&str>) -> (Running, SocketAddr, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_profile-image"));
+    if let Some(threads) = http_threads {
+        command.env("PROFILE_IMAGE_HTTP_THREADS", threads);
+    }
+    let mut child = command
         .args([
             "serve",
             "--listen",

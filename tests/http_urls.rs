@@ -344,6 +344,42 @@ async fn the_http_listener_logs_its_address_and_can_be_turned_off() {
 }
 
 #[tokio::test]
+async fn image_urls_are_served_alike_on_their_own_threads_and_on_the_grpc_runtime() {
+    for threads in ["0", "3"] {
+        let mut server = Server::start_with(&["--http-threads", threads]).await;
+        let mut client = server.client().await;
+        set_inline(&mut client, "kim", corpus_bytes("photos/rocket.jpg"))
+            .await
+            .unwrap();
+        let image = get(&mut client, "kim", 128, pb::ImageFormat::Jpeg)
+            .await
+            .unwrap();
+        // More connections than threads, all at once (web::get opens one per
+        // request): every one is answered in full.
+        let fetches: Vec<_> = (0..24)
+            .map(|_| {
+                let url = image.url.clone();
+                tokio::spawn(async move { web::get(&url).await })
+            })
+            .collect();
+        for fetch in fetches {
+            let response = fetch.await.unwrap();
+            assert_eq!(response.status, 200, "--http-threads {threads}");
+            assert_eq!(
+                response.body,
+                image.data.to_vec(),
+                "--http-threads {threads}"
+            );
+        }
+        assert_eq!(
+            server.terminate().await,
+            Some(0),
+            "--http-threads {threads}: SIGTERM ends the process cleanly"
+        );
+    }
+}
+
+#[tokio::test]
 async fn urls_are_built_on_the_public_base() {
     let server =
         Server::start_with(&["--http-public-base", "https://img.example.com/avatars/"]).await;

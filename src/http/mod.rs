@@ -32,7 +32,84 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves image requests on `listener` until `shutdown`; then stops accepting and
 /// lets requests in flight finish, for at most `grace`.
+///
+/// With `threads` > 0 the requests are served by that many threads, each a
+/// current-thread runtime accepting on the same listening socket, as nginx's workers
+/// do: a connection lives on one thread, and its requests cost no cross-thread
+/// wake-ups or work stealing. With 0 they share the gRPC runtime's workers.
+/// `cargo bench --bench http` compares both.
 pub async fn serve(
+    listener: TcpListener,
+    responder: Arc<ImageResponder>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    threads: usize,
+) {
+    if threads == 0 {
+        return accept_loop(listener, responder, shutdown, grace).await;
+    }
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "http: cannot hand the listener to its threads");
+            return;
+        }
+    };
+    let mut stopped = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let spawned = listener.try_clone().and_then(|listener| {
+            let responder = responder.clone();
+            let shutdown = shutdown.clone();
+            std::thread::Builder::new()
+                .name(format!("http-{index}"))
+                .spawn(move || {
+                    event_loop(listener, responder, shutdown, grace);
+                    let _ = done.send(());
+                })
+        });
+        match spawned {
+            Ok(_) => stopped.push(finished),
+            Err(error) => tracing::error!(%error, "http: cannot start serving thread {index}"),
+        }
+    }
+    // The threads hold copies; this one would keep accepting into the backlog after
+    // they stopped.
+    drop(listener);
+    for finished in stopped {
+        // An error means the thread ended without saying so (it panicked): stopped too.
+        let _ = finished.await;
+    }
+}
+
+/// One serving thread: a current-thread runtime running the accept loop on its copy of
+/// the listening socket.
+fn event_loop(
+    listener: std::net::TcpListener,
+    responder: Arc<ImageResponder>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "http: cannot start a serving thread's runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => accept_loop(listener, responder, shutdown, grace).await,
+            Err(error) => tracing::error!(%error, "http: cannot register the listener"),
+        }
+    });
+}
+
+/// Accepts connections and serves each on a task of the current runtime.
+async fn accept_loop(
     listener: TcpListener,
     responder: Arc<ImageResponder>,
     shutdown: CancellationToken,

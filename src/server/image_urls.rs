@@ -60,7 +60,13 @@ pub async fn start(
         settings.current_max_age_secs,
     ));
     tracing::info!("http listening on {address}");
-    let task = tokio::spawn(http::serve(listener, responder, shutdown, SHUTDOWN_GRACE));
+    let task = tokio::spawn(http::serve(
+        listener,
+        responder,
+        shutdown,
+        SHUTDOWN_GRACE,
+        settings.threads,
+    ));
     Ok(ImageUrlServer {
         urls: Some(urls),
         task: Some(task),
