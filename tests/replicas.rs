@@ -380,3 +380,119 @@ async fn s3_credentials_may_come_from_flags() {
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("S3 secret key file"), "{stderr}");
 }
+
+/// A TCP proxy in front of the test cluster that a test can cut (every connection
+/// closed, new ones refused) and restore on the same port: PostgreSQL going away.
+struct Proxy {
+    port: u16,
+    target: u16,
+    forwarding: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Proxy {
+            port,
+            target,
+            forwarding: Some(tokio::spawn(forward(listener, target))),
+        }
+    }
+
+    fn cut(&mut self) {
+        if let Some(task) = self.forwarding.take() {
+            task.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(error) if Instant::now() < deadline => {
+                    eprintln!("proxy: rebinding {}: {error}", self.port);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("proxy: cannot listen on {} again: {error}", self.port),
+            }
+        };
+        self.forwarding = Some(tokio::spawn(forward(listener, self.target)));
+    }
+}
+
+/// Forwards every connection to `target`; dropping this future (aborting its task)
+/// drops the connection tasks with it, closing both ends.
+async fn forward(listener: tokio::net::TcpListener, target: u16) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        connections.spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// Polls health ("", the whole server) until it is `wanted`, for at most 15 s.
+async fn wait_for_health(server: &Server, wanted: i32) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = health(server, "").await;
+        if status == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health stayed {status}, expected {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// The proxy runs on the test's runtime, which the harness blocks while the server
+// starts: it needs a worker of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_postgresql_does_not_answer_and_serving_once_it_does() {
+    const SERVING: i32 = 1;
+    const NOT_SERVING: i32 = 2;
+    let state = tempfile::tempdir().expect("temp dir");
+    let backends = Backends::get();
+    let mut proxy = Proxy::start(backends.pg_port).await;
+    let url = backends.database_for(state.path()).replace(
+        &format!("127.0.0.1:{}/", backends.pg_port),
+        &format!("127.0.0.1:{}/", proxy.port),
+    );
+    let server = Server::start_shared_at(state.path(), &url, &[]).await;
+    let mut client = server.client().await;
+    set_inline(&mut client, "pat", corpus_bytes("photos/rocket.jpg"))
+        .await
+        .expect("a set while PostgreSQL answers");
+    assert_eq!(health(&server, "").await, SERVING);
+
+    proxy.cut();
+    wait_for_health(&server, NOT_SERVING).await;
+    assert_eq!(
+        health(&server, "profileimage.v1.ProfileImageService").await,
+        NOT_SERVING
+    );
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        set_inline(&mut client, "pat", corpus_bytes("photos/chelsea.png")),
+    )
+    .await
+    .expect("a change answers while PostgreSQL is away")
+    .expect_err("no change without the database");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    proxy.restore().await;
+    wait_for_health(&server, SERVING).await;
+    let set = set_inline(&mut client, "pat", corpus_bytes("photos/chelsea.png"))
+        .await
+        .expect("changes go on once PostgreSQL is back");
+    let read = get(&mut client, "pat", 64, ImageFormat::Jpeg)
+        .await
+        .unwrap();
+    assert_eq!(read.version, set.version);
+}

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 mod grpc_web;
+mod health;
 mod image_urls;
 mod metrics;
 
@@ -99,11 +100,19 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    if let Storage::Shared(store, _) = &storage {
+        tokio::spawn(health::report_database(
+            store.clone(),
+            health.clone(),
+            config.store_stall_timeout,
+            shutdown.clone(),
+        ));
+    }
 
     // The local store's own upkeep; PostgreSQL and the bucket keep up themselves.
     let local_tasks = match &storage {
         Storage::Local(store) => vec![
-            tokio::spawn(report_store_stalls(
+            tokio::spawn(health::report_store_stalls(
                 store.clone(),
                 health.clone(),
                 config.store_stall_timeout,
@@ -268,49 +277,6 @@ async fn sweep_shared(
         if let Err(error) = store.prune_events(keep).await {
             tracing::warn!(%error, "could not prune the event log; trying again later");
         }
-    }
-}
-
-/// Turns health NOT_SERVING while a store flush has been running longer than
-/// `stall_timeout` (the store stopped making progress: an orchestrator should restart
-/// the process), and SERVING again once flushes complete. It touches no storage itself,
-/// so a stalled disk cannot stall it.
-async fn report_store_stalls(
-    store: Arc<LocalStore>,
-    health: tonic_health::server::HealthReporter,
-    stall_timeout: Duration,
-    shutdown: CancellationToken,
-) {
-    let period = (stall_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut stalled = false;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(period) => {}
-        }
-        let flushing_for = store.flushing_for();
-        let now_stalled = flushing_for.is_some_and(|running| running >= stall_timeout);
-        if now_stalled == stalled {
-            continue;
-        }
-        stalled = now_stalled;
-        let status = if stalled {
-            tracing::error!(
-                running = ?flushing_for,
-                "the store stopped making progress: a flush has not completed; reporting NOT_SERVING"
-            );
-            tonic_health::ServingStatus::NotServing
-        } else {
-            tracing::warn!("the store completes flushes again; reporting SERVING");
-            tonic_health::ServingStatus::Serving
-        };
-        health.set_service_status("", status).await;
-        health
-            .set_service_status(
-                <ProfileImageServiceServer<ProfileImageApi> as tonic::server::NamedService>::NAME,
-                status,
-            )
-            .await;
     }
 }
 

@@ -244,6 +244,21 @@ impl Server {
         server
     }
 
+    /// As `start_shared`, with PostgreSQL reached at `store_url` instead (a proxy in
+    /// front of the test cluster, say).
+    pub async fn start_shared_at(data_dir: &Path, store_url: &str, args: &[&str]) -> Server {
+        let mut shared = backend::Backends::get().serve_args(data_dir);
+        let store = shared
+            .iter()
+            .position(|arg| arg == "--store")
+            .expect("--store")
+            + 1;
+        shared[store] = store_url.to_owned();
+        let mut server = Self::spawn_with(data_dir, &shared, args, &[], true);
+        server.wait_ready().await;
+        server
+    }
+
     /// `harness`: with the harness's secret and without per-caller limits.
     fn spawn_with(
         data_dir: &Path,

@@ -93,6 +93,19 @@ impl PostgresStore {
         })
     }
 
+    /// Whether the database answers a trivial query within `timeout` (what health
+    /// reports on).
+    pub async fn check(&self, timeout: Duration) -> Result<()> {
+        let probe = async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(db)?;
+            Ok(())
+        };
+        tokio::time::timeout(timeout, probe).await.map_err(|_| {
+            Error::Unavailable(format!("PostgreSQL did not answer within {timeout:?}"))
+        })?
+    }
+
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool
