@@ -613,7 +613,7 @@ const BATCH_USERS: usize = 100;
 /// token, as a real caller): p50 and p99.
 async fn batch_metadata(service: SocketAddr, token: &str, seconds: f64) {
     let photo =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos/chelsea_small.jpg");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos/rocket.jpg");
     let bytes = std::fs::read(&photo).expect("small photo");
     let mut client = client(connect(service).await, Some(token));
     let users: Vec<String> = (0..BATCH_USERS)
