@@ -612,8 +612,7 @@ const BATCH_USERS: usize = 100;
 /// BatchGetProfileImages of 100 users, metadata only, one call at a time (with a bearer
 /// token, as a real caller): p50 and p99.
 async fn batch_metadata(service: SocketAddr, token: &str, seconds: f64) {
-    let photo =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos/rocket.jpg");
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos/rocket.jpg");
     let bytes = std::fs::read(&photo).expect("small photo");
     let mut client = client(connect(service).await, Some(token));
     let users: Vec<String> = (0..BATCH_USERS)

@@ -24,11 +24,12 @@
 //!   HTTP_BENCH_THREADS      wrk threads                            [2]
 //!   HTTP_BENCH_PHOTO        corpus file uploaded                   [photos/rocket.jpg]
 
+#[path = "support/server.rs"]
+mod server;
 #[path = "support/mod.rs"]
 mod support;
 use support::{connect, env_or};
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -193,53 +194,22 @@ async fn run() {
 /// The release binary with image URLs on a free port (and `--http-threads` when given):
 /// the process, gRPC and HTTP addresses.
 fn start_service(data_dir: &Path, http_threads: Option<&str>) -> (Running, SocketAddr, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_profile-image"));
-    if let Some(threads) = http_threads {
-        command.env("PROFILE_IMAGE_HTTP_THREADS", threads);
-    }
-    let mut child = command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn,profile_image=info")
-        // Image URLs need no token; the one set-up call is made without one.
-        .env("PROFILE_IMAGE_AUTH", "none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let stderr = child.stderr.take().expect("stderr");
-    let child = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1)
-                && let Ok(addr) = rest.trim().trim_matches('"').parse::<SocketAddr>()
-            {
-                let _ = tx.send((line.contains("http listening on"), addr));
-            }
-        }
-    });
-    let mut grpc = None;
-    let mut http = None;
-    while grpc.is_none() || http.is_none() {
-        let (is_http, addr) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server did not start");
-        if is_http {
-            http = Some(addr);
-        } else {
-            grpc = Some(addr);
-        }
-    }
-    (child, grpc.expect("grpc"), http.expect("http"))
+    let env: Vec<(&str, &str)> = http_threads
+        .map(|threads| ("PROFILE_IMAGE_HTTP_THREADS", threads))
+        .into_iter()
+        .collect();
+    let started = server::start(
+        Path::new(env!("CARGO_BIN_EXE_profile-image")),
+        &[
+            "--http-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+        &env,
+    );
+    let http = started.http.expect("http address");
+    (Running(started.child), started.grpc, http)
 }
 
 /// Sets the photo for one user; the 256 px image (default format) with its URL.

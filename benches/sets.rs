@@ -19,15 +19,16 @@
 //!   SETS_BENCH_WRITERS   concurrent writers            [8]
 //!   SETS_BENCH_SERVER    server binary to run          [this build's profile-image]
 
+#[path = "support/server.rs"]
+mod server;
 #[path = "support/mod.rs"]
 mod support;
 use support::{connect, env_or};
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -190,33 +191,8 @@ fn server_binary() -> std::path::PathBuf {
 }
 
 fn start(data_dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(server_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn,profile_image=info")
-        // What is measured here is not authentication (benches/get.rs measures that),
-        // and one caller makes every change: no tokens, no per-caller limits.
-        .env("PROFILE_IMAGE_AUTH", "none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1)
-                && let Ok(addr) = rest.trim().trim_matches('"').parse::<SocketAddr>()
-            {
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server did not start");
-    (child, addr)
+    let started = server::start(&server_binary(), &[Path::new("--data-dir"), data_dir], &[]);
+    (started.child, started.grpc)
 }
 
 fn terminate(child: &mut Child) {

@@ -13,14 +13,14 @@
 //! runs: the last two thirds), measured along the least-squares line through that
 //! window's samples, and no unexpected error.
 
+#[path = "support/server.rs"]
+mod server;
 #[path = "support/mod.rs"]
 mod support;
 use support::{connect, env_or};
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,40 +58,18 @@ async fn run() {
     let origin = start_origin(photos.clone()).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profile-image"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--fetch-allow-cidr",
-            "127.0.0.0/8",
-        ])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("RUST_LOG", "warn,profile_image::server=info")
-        // What is measured here is not authentication (benches/get.rs measures that),
-        // and one caller makes every change: no tokens, no per-caller limits.
-        .env("PROFILE_IMAGE_AUTH", "none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
+    let started = server::start(
+        Path::new(env!("CARGO_BIN_EXE_profile-image")),
+        &[
+            "--fetch-allow-cidr".as_ref(),
+            "127.0.0.0/8".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+        &[],
+    );
+    let (mut child, addr) = (started.child, started.grpc);
     let pid = child.id();
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1)
-                && let Ok(addr) = rest.trim().trim_matches('"').parse::<SocketAddr>()
-            {
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server start");
 
     // Every user has an image before the clock starts.
     let mut client = ProfileImageServiceClient::new(connect(addr).await)
