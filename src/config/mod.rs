@@ -149,8 +149,8 @@ pub struct HttpConfig {
     pub url_key_file: Option<PathBuf>,
     /// Signed URLs handed out stay valid between one and two of this.
     pub signed_url_ttl: Duration,
-    /// Threads that serve image URLs, each an event loop of its own accepting on the
-    /// shared listener; 0 = on the gRPC runtime's workers.
+    /// Worker threads that serve image URLs, each an event loop of its own; 0 = on the
+    /// gRPC runtime's workers.
     pub threads: usize,
 }
 

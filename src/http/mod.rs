@@ -4,23 +4,28 @@
 //! - `paths`: the URL scheme, both ways;
 //! - `respond`: one request to one response (status codes, caching headers, 304);
 //! - `signing`: HMAC-signed URLs and their key file;
-//! - `urls`: the URLs handed out in ProfileImage.url.
+//! - `urls`: the URLs handed out in ProfileImage.url;
+//! - `workers`: the threads that serve connections, each with its own event loop.
 
 pub mod paths;
 mod respond;
 pub mod signing;
 pub mod urls;
+mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use workers::Worker;
 
 pub use respond::ImageResponder;
 pub use signing::UrlSigner;
@@ -33,11 +38,13 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serves image requests on `listener` until `shutdown`; then stops accepting and
 /// lets requests in flight finish, for at most `grace`.
 ///
-/// With `threads` > 0 the requests are served by that many threads, each a
-/// current-thread runtime accepting on the same listening socket, as nginx's workers
-/// do: a connection lives on one thread, and its requests cost no cross-thread
-/// wake-ups or work stealing. With 0 they share the gRPC runtime's workers.
-/// `cargo bench --bench http` compares both.
+/// With `threads` > 0 the connections are served by that many worker threads, each a
+/// current-thread runtime of its own, as nginx's workers are: a connection lives on one
+/// thread, and its requests cost no cross-thread wake-ups or work stealing. This task
+/// accepts and hands each connection to the worker with the fewest open ones (workers
+/// accepting on a shared socket themselves took connections unevenly, and a loaded
+/// worker next to an idle one halved the throughput of some runs). With 0 connections
+/// are served on the runtime this runs on. `cargo bench --bench http` compares both.
 pub async fn serve(
     listener: TcpListener,
     responder: Arc<ImageResponder>,
@@ -45,108 +52,93 @@ pub async fn serve(
     grace: Duration,
     threads: usize,
 ) {
-    if threads == 0 {
-        return accept_loop(listener, responder, shutdown, grace).await;
+    let workers: Vec<Worker> = (0..threads)
+        .filter_map(|index| Worker::start(index, responder.clone(), shutdown.clone(), grace))
+        .collect();
+    if workers.is_empty() {
+        return serve_here(listener, responder, shutdown, grace).await;
     }
-    let listener = match listener.into_std() {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, "http: cannot hand the listener to its threads");
-            return;
-        }
-    };
-    let mut stopped = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let spawned = listener.try_clone().and_then(|listener| {
-            let responder = responder.clone();
-            let shutdown = shutdown.clone();
-            std::thread::Builder::new()
-                .name(format!("http-{index}"))
-                .spawn(move || {
-                    event_loop(listener, responder, shutdown, grace);
-                    let _ = done.send(());
-                })
-        });
-        match spawned {
-            Ok(_) => stopped.push(finished),
-            Err(error) => tracing::error!(%error, "http: cannot start serving thread {index}"),
+    while let Some(stream) = accept(&listener, &shutdown).await {
+        if let Some(worker) = workers.iter().min_by_key(|worker| worker.open()) {
+            worker.hand(stream);
         }
     }
-    // The threads hold copies; this one would keep accepting into the backlog after
-    // they stopped.
     drop(listener);
-    for finished in stopped {
-        // An error means the thread ended without saying so (it panicked): stopped too.
-        let _ = finished.await;
+    for worker in workers {
+        worker.stopped().await;
     }
 }
 
-/// One serving thread: a current-thread runtime running the accept loop on its copy of
-/// the listening socket.
-fn event_loop(
-    listener: std::net::TcpListener,
-    responder: Arc<ImageResponder>,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "http: cannot start a serving thread's runtime");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        match TcpListener::from_std(listener) {
-            Ok(listener) => accept_loop(listener, responder, shutdown, grace).await,
-            Err(error) => tracing::error!(%error, "http: cannot register the listener"),
-        }
-    });
-}
-
-/// Accepts connections and serves each on a task of the current runtime.
-async fn accept_loop(
+/// Serves every connection on the current runtime.
+async fn serve_here(
     listener: TcpListener,
     responder: Arc<ImageResponder>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let http = connection_builder();
     let connections = GracefulShutdown::new();
+    while let Some(stream) = accept(&listener, &shutdown).await {
+        serve_connection(&http, &connections, stream, &responder, ());
+    }
+    drop(listener);
+    finish(connections, grace).await;
+}
+
+/// The next connection, or None once `shutdown` fires.
+async fn accept(listener: &TcpListener, shutdown: &CancellationToken) -> Option<TcpStream> {
     loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    // Small responses must not wait for the client's delayed ACK.
+                    let _ = stream.set_nodelay(true);
+                    return Some(stream);
+                }
                 Err(error) => {
                     // Out of file descriptors, most likely: give connections time to close.
                     tracing::warn!(%error, "http: accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
             },
-        };
-        // Small responses must not wait for the client's delayed ACK.
-        let _ = stream.set_nodelay(true);
-        let responder = responder.clone();
-        let service = service_fn(move |request| {
-            let responder = responder.clone();
-            async move { Ok::<_, Infallible>(responder.respond(request).await) }
-        });
-        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "http connection ended with an error");
-            }
-        });
+        }
     }
-    drop(listener);
+}
+
+/// HTTP/1.1 with a header read timeout.
+fn connection_builder() -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    http
+}
+
+/// Serves one connection on a task of the current runtime; `on_close` is dropped when
+/// the connection ends.
+fn serve_connection(
+    http: &http1::Builder,
+    connections: &GracefulShutdown,
+    stream: TcpStream,
+    responder: &Arc<ImageResponder>,
+    on_close: impl Send + 'static,
+) {
+    let responder = responder.clone();
+    let service = service_fn(move |request| {
+        let responder = responder.clone();
+        async move { Ok::<_, Infallible>(responder.respond(request).await) }
+    });
+    let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+    tokio::spawn(async move {
+        let _on_close = on_close;
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "http connection ended with an error");
+        }
+    });
+}
+
+/// Lets the connections' requests in flight finish, for at most `grace`.
+async fn finish(connections: GracefulShutdown, grace: Duration) {
     if tokio::time::timeout(grace, connections.shutdown())
         .await
         .is_err()
