@@ -13,7 +13,10 @@ pub struct Started {
     pub child: Child,
     pub grpc: SocketAddr,
     /// The image URL listener, when `--http-listen` was among the arguments.
-    #[allow(dead_code, reason = "each bench is its own crate; only benches/http.rs reads it")]
+    #[allow(
+        dead_code,
+        reason = "each bench is its own crate; only benches/http.rs reads it"
+    )]
     pub http: Option<SocketAddr>,
 }
 
