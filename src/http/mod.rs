@@ -43,8 +43,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// thread, and its requests cost no cross-thread wake-ups or work stealing. This task
 /// accepts and hands each connection to the worker with the fewest open ones (workers
 /// accepting on a shared socket themselves took connections unevenly, and a loaded
-/// worker next to an idle one halved the throughput of some runs). With 0 connections
-/// are served on the runtime this runs on. `cargo bench --bench http` compares both.
+/// worker next to an idle one cost some runs a third of their throughput). With 0,
+/// connections are served on the runtime this runs on. `cargo bench --bench http`
+/// compares both.
 pub async fn serve(
     listener: TcpListener,
     responder: Arc<ImageResponder>,
