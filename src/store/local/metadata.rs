@@ -14,6 +14,32 @@ use crate::model::{DownloadJob, Media, Profile, Rendition, UserId, UserState};
 use crate::store::records::{DownloadJob as JobRecord, MediaRecord, ProfileRecord, VersionRecord};
 use crate::store::{Change, Committed, MediaWrite, MetadataStore, Write};
 
+impl LocalStore {
+    /// Rewrites media item `media_id` in one transaction with what `update` makes of
+    /// it: false when the item is gone or `update` answers None (nothing to change).
+    async fn update_media(
+        &self,
+        media_id: &str,
+        update: impl Fn(&Media) -> Option<Media> + Send + 'static,
+    ) -> Result<bool> {
+        let media_id = media_id.to_owned();
+        self.blocking(move |store| {
+            store.transact_blocking(|tx| {
+                let Some(current) = tx.media(&media_id)? else {
+                    return Ok(false);
+                };
+                let stored = Media::try_from(current.clone()).or_else(abort)?;
+                let Some(updated) = update(&stored) else {
+                    return Ok(false);
+                };
+                tx.replace_media(&current, &MediaRecord::from(&updated))?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl MetadataStore for LocalStore {
     async fn user_state(&self, user: &UserId) -> Result<UserState> {
@@ -56,22 +82,10 @@ impl MetadataStore for LocalStore {
         base: Rendition,
         thumbhash: Vec<u8>,
     ) -> Result<bool> {
-        let media_id = media_id.to_owned();
-        self.blocking(move |store| {
-            store.transact_blocking(|tx| {
-                let Some(current) = tx.media(&media_id)? else {
-                    return Ok(false);
-                };
-                let stored = Media::try_from(current.clone()).or_else(abort)?;
-                if !stored.renditions.contains(&base) {
-                    return Ok(false);
-                }
-                let updated = Media {
-                    thumbhash: Some(thumbhash.clone()),
-                    ..stored
-                };
-                tx.replace_media(&current, &MediaRecord::from(&updated))?;
-                Ok(true)
+        self.update_media(media_id, move |stored| {
+            stored.renditions.contains(&base).then(|| Media {
+                thumbhash: Some(thumbhash.clone()),
+                ..stored.clone()
             })
         })
         .await
@@ -110,27 +124,15 @@ impl MetadataStore for LocalStore {
         base: Rendition,
         added: Rendition,
     ) -> Result<bool> {
-        let media_id = media_id.to_owned();
-        self.blocking(move |store| {
-            store.transact_blocking(|tx| {
-                let Some(current) = tx.media(&media_id)? else {
-                    return Ok(false);
-                };
-                let stored = Media::try_from(current.clone()).or_else(abort)?;
-                let has = |r: &Rendition| stored.renditions.iter().any(|s| s == r);
-                let taken = |r: &Rendition| {
-                    stored
-                        .renditions
-                        .iter()
-                        .any(|s| s.edge == r.edge && s.format == r.format)
-                };
-                if !has(&base) || taken(&added) {
-                    return Ok(false);
-                }
-                let mut updated = stored;
+        self.update_media(media_id, move |stored| {
+            let taken = stored
+                .renditions
+                .iter()
+                .any(|s| s.edge == added.edge && s.format == added.format);
+            (stored.renditions.contains(&base) && !taken).then(|| {
+                let mut updated = stored.clone();
                 updated.renditions.push(added);
-                tx.replace_media(&current, &MediaRecord::from(&updated))?;
-                Ok(true)
+                updated
             })
         })
         .await
