@@ -18,6 +18,21 @@ fn batch(user_ids: &[&str], metadata_only: bool) -> pb::BatchGetProfileImagesReq
     }
 }
 
+/// A metadata-only batch of `user` alone: its one entry, which must be an image.
+async fn metadata_of(client: &mut common::Client, user: &str) -> pb::ProfileImage {
+    let mut entries = client
+        .batch_get_profile_images(batch(&[user], true))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 1);
+    match entries.remove(0).result {
+        Some(Entry::ProfileImage(image)) => image,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_batch_answers_every_kind_of_entry_in_request_order() {
     let server = Server::start().await;
@@ -70,15 +85,7 @@ async fn a_metadata_only_batch_carries_no_bytes() {
     set_inline(&mut client, "cy", corpus_bytes("photos/rocket.jpg"))
         .await
         .unwrap();
-    let entries = client
-        .batch_get_profile_images(batch(&["cy"], true))
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    let Some(Entry::ProfileImage(image)) = &entries[0].result else {
-        panic!("{:?}", entries[0].result);
-    };
+    let image = metadata_of(&mut client, "cy").await;
     assert!(image.data.is_empty());
     assert!(image.size_bytes > 0);
     assert!(!image.url.is_empty());
@@ -209,14 +216,6 @@ async fn batch_and_watch_events_carry_the_thumbhash() {
     assert!(!set.thumbhash.is_empty(), "in the Set reply too");
     let event = events.next().await.expect("set event").unwrap();
     assert_eq!(event.profile_image.expect("state").thumbhash, set.thumbhash);
-    let entries = client
-        .batch_get_profile_images(batch(&["gil"], true))
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    let Some(Entry::ProfileImage(image)) = &entries[0].result else {
-        panic!("{:?}", entries[0].result);
-    };
+    let image = metadata_of(&mut client, "gil").await;
     assert_eq!(image.thumbhash, set.thumbhash);
 }
