@@ -11,7 +11,7 @@ use std::fmt;
 pub use crate::imaging::ImageFormat;
 pub use event::{Event, EventKind};
 pub use profile::{
-    BlobRef, Crop, DownloadJob, Failure, Media, MediaView, Profile, ProfileView, Rendition,
+    BlobRef, Crop, DownloadJob, Failure, Media, MediaView, Packed, Profile, ProfileView, Rendition,
     ServedImage, Source, Status, UserState,
 };
 

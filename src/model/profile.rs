@@ -36,11 +36,23 @@ pub enum Source {
     Media,
 }
 
-/// A content-addressed blob: the BLAKE3 hash of its bytes and their length.
+/// A content-addressed blob: the BLAKE3 hash of its bytes and their length, and where
+/// a store that packs blobs together keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlobRef {
     pub hash: [u8; 32],
     pub len: u64,
+    /// Set when the blob shares a file with the other blobs written with it (the local
+    /// store packs a media item's original and renditions into one file); None when it
+    /// is stored on its own, under `hash`.
+    pub packed: Option<Packed>,
+}
+
+/// A blob's place inside a pack: the pack's name and the blob's byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Packed {
+    pub pack: [u8; 32],
+    pub offset: u64,
 }
 
 impl BlobRef {
@@ -49,6 +61,21 @@ impl BlobRef {
         BlobRef {
             hash: *blake3::hash(bytes).as_bytes(),
             len: bytes.len() as u64,
+            packed: None,
+        }
+    }
+
+    /// What a store's reference counts and clean-up are keyed by: the file (or object)
+    /// that holds the bytes, the pack for a packed blob.
+    pub fn storage_key(&self) -> [u8; 32] {
+        self.packed.map_or(self.hash, |p| p.pack)
+    }
+
+    /// The same blob, stored on its own (what a copy to another store writes).
+    pub fn unpacked(self) -> Self {
+        BlobRef {
+            packed: None,
+            ..self
         }
     }
 
@@ -109,6 +136,16 @@ impl Media {
         } else {
             ImageFormat::Jpeg
         }
+    }
+
+    /// The same item with every blob stored on its own: what a copy to a store that
+    /// does not pack blobs records.
+    pub fn unpacked(mut self) -> Self {
+        self.original = self.original.unpacked();
+        for rendition in &mut self.renditions {
+            rendition.blob = rendition.blob.unpacked();
+        }
+        self
     }
 
     /// Every blob the item references.

@@ -1,6 +1,9 @@
-//! A bounded in-memory cache of blob bytes. Blobs are content-addressed and never
-//! change, so a cached entry is never stale; the sweeper drops an entry when it deletes
-//! the blob. Hot renditions are then served without a file open and read per Get.
+//! A bounded in-memory cache of blob bytes, keyed by the blob's content hash. Blobs are
+//! content-addressed and never change, so a cached entry is never wrong; the sweeper
+//! drops an entry when it deletes a blob stored on its own. (A blob in a local pack
+//! keeps its entry until evicted: the pack's file name does not say which blobs it held,
+//! and only a record still being read names such a blob.) Hot renditions are then
+//! served without a file open and read per Get.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

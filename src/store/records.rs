@@ -7,13 +7,30 @@ use prost::Message;
 use crate::error::{Error, Result};
 use crate::model::{self, Crop, CropRequest, ImageFormat, Source, Status, TenantId, UserId};
 
-/// A content-addressed blob: its BLAKE3 hash and length.
+/// A content-addressed blob: its BLAKE3 hash and length, and the pack that holds it.
 #[derive(Clone, PartialEq, Eq, Message)]
 pub struct BlobRef {
     #[prost(bytes = "vec", tag = "1")]
     pub hash: Vec<u8>,
     #[prost(uint64, tag = "2")]
     pub len: u64,
+    /// The pack file's name; empty = stored on its own, under `hash`.
+    #[prost(bytes = "vec", tag = "3")]
+    pub pack: Vec<u8>,
+    /// Byte offset in the pack.
+    #[prost(uint64, tag = "4")]
+    pub offset: u64,
+}
+
+impl BlobRef {
+    /// The key of the file that holds the bytes: what reference counts count.
+    pub fn storage_key(&self) -> &[u8] {
+        if self.pack.is_empty() {
+            &self.hash
+        } else {
+            &self.pack
+        }
+    }
 }
 
 /// One encoded square rendition of a media item.
@@ -185,6 +202,8 @@ impl From<&model::BlobRef> for BlobRef {
         BlobRef {
             hash: blob.hash.to_vec(),
             len: blob.len,
+            pack: blob.packed.map(|p| p.pack.to_vec()).unwrap_or_default(),
+            offset: blob.packed.map_or(0, |p| p.offset),
         }
     }
 }
@@ -199,6 +218,18 @@ impl TryFrom<&BlobRef> for model::BlobRef {
                 .try_into()
                 .map_err(|_| corrupt("blob hash"))?,
             len: record.len,
+            packed: if record.pack.is_empty() {
+                None
+            } else {
+                Some(model::Packed {
+                    pack: record
+                        .pack
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("blob pack"))?,
+                    offset: record.offset,
+                })
+            },
         })
     }
 }

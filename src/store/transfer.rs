@@ -62,7 +62,9 @@ pub async fn copy_local_to_shared(
                     progress.blobs_copied += 1;
                 }
             }
-            meta.import_media(&media).await?;
+            // The copy's blobs are objects of their own, even where the local store
+            // packed them.
+            meta.import_media(&media.unpacked()).await?;
             progress.media_copied += 1;
         }
         report(&progress);

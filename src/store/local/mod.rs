@@ -285,7 +285,7 @@ impl BlobStore for LocalStore {
 
     async fn put_all(&self, blobs: Vec<Bytes>) -> Result<Vec<StagedBlob>> {
         self.space.check()?;
-        self.blocking(move |store| blobs.iter().map(|b| store.blobs.stage(b)).collect())
+        self.blocking(move |store| store.blobs.stage_pack(&blobs))
             .await
     }
 

@@ -138,6 +138,111 @@ fn committed_blobs_stay_until_their_last_reference_goes() {
 }
 
 #[test]
+fn blobs_written_together_share_one_pack_file_and_read_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let parts: Vec<Bytes> = vec![
+        Bytes::from((0..70_001).map(|i| (i % 241) as u8).collect::<Vec<_>>()),
+        Bytes::from_static(b"a 64 px rendition"),
+        Bytes::from_static(b""),
+        Bytes::from_static(b"a 128 px rendition"),
+    ];
+    let staged = store.blobs.stage_pack(&parts).unwrap();
+    assert_eq!(blob_files(dir.path()), 1, "one file for the four blobs");
+    let packs: std::collections::HashSet<_> =
+        staged.iter().map(|s| s.blob().storage_key()).collect();
+    assert_eq!(packs.len(), 1);
+    for (part, staged) in parts.iter().zip(&staged) {
+        // Each blob keeps its own content hash (the etag clients see).
+        assert_eq!(*staged.blob(), {
+            let mut own = BlobRef::of(part);
+            own.packed = staged.blob().packed;
+            own
+        });
+        assert_eq!(store.blobs.read(staged.blob()).unwrap(), *part);
+    }
+    // Writing the same blobs again names the same pack: no second file.
+    let again = store.blobs.stage_pack(&parts).unwrap();
+    assert_eq!(again[1].blob(), staged[1].blob());
+    assert_eq!(blob_files(dir.path()), 1);
+    drop((staged, again));
+    store.blobs.wait_for_sweeper();
+    assert_eq!(
+        blob_files(dir.path()),
+        0,
+        "an uncommitted pack goes with its guards"
+    );
+}
+
+#[test]
+fn a_pack_stays_while_any_of_its_blobs_is_referenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let staged = store
+        .blobs
+        .stage_pack(&[
+            Bytes::from_static(b"original"),
+            Bytes::from_static(b"rendition"),
+        ])
+        .unwrap();
+    let first = media_with(&store, staged[0].blob(), staged[1].blob());
+    store
+        .transact_blocking(|tx| tx.insert_media(&user(), &first))
+        .unwrap();
+    drop(staged);
+    // A crop: the same original, a new rendition of its own.
+    let cropped = store.blobs.stage(b"cropped rendition").unwrap();
+    let mut second = first.clone();
+    second.renditions[0].blob = cropped.blob().into();
+    store
+        .transact_blocking(|tx| tx.replace_media(&first, &second))
+        .unwrap();
+    drop(cropped);
+    store.blobs.request_sweep();
+    store.blobs.wait_for_sweeper();
+    assert_eq!(
+        blob_files(dir.path()),
+        2,
+        "the pack still holds the original"
+    );
+    let original = BlobRef::try_from(&second.original).unwrap();
+    assert_eq!(store.blobs.read(&original).unwrap().as_ref(), b"original");
+
+    store
+        .transact_blocking(|tx| tx.remove_media(&user(), &second))
+        .unwrap();
+    store.blobs.request_sweep();
+    store.blobs.wait_for_sweeper();
+    assert_eq!(blob_files(dir.path()), 0);
+    let reopened = {
+        drop(store);
+        reopen(dir.path())
+    };
+    assert!(matches!(
+        reopened.blobs.read(&original),
+        Err(Error::BlobMissing)
+    ));
+}
+
+#[test]
+fn a_packed_record_reads_back_with_its_place() {
+    let blob = BlobRef {
+        hash: [7; 32],
+        len: 12,
+        packed: Some(crate::model::Packed {
+            pack: [9; 32],
+            offset: 4096,
+        }),
+    };
+    let record = records::BlobRef::from(&blob);
+    assert_eq!(record.storage_key(), &[9; 32]);
+    assert_eq!(BlobRef::try_from(&record).unwrap(), blob);
+    let plain = records::BlobRef::from(&blob.unpacked());
+    assert_eq!(plain.storage_key(), &[7; 32]);
+    assert_eq!(BlobRef::try_from(&plain).unwrap(), blob.unpacked());
+}
+
+#[test]
 fn blobs_left_by_a_crash_are_swept_at_open() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -215,6 +320,7 @@ fn blobs_an_older_version_kept_in_sled_move_to_files() {
     let blob = BlobRef {
         hash,
         len: bytes.len() as u64,
+        packed: None,
     };
     store.blobs.wait_for_sweeper();
     assert_eq!(store.blobs.read(&blob).unwrap().as_ref(), bytes.as_slice());

@@ -128,22 +128,24 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Takes one reference on the file that holds `blob` (a pack counts one reference
+    /// per blob of it that a record names).
     fn add_ref(&self, blob: &BlobRef) -> TxResult<()> {
-        let count = self.refs().get(&blob.hash)?.map_or(0, |v| be_u64(&v));
-        self.refs()
-            .insert(blob.hash.as_slice(), &(count + 1).to_be_bytes())?;
+        let key = blob.storage_key();
+        let count = self.refs().get(key)?.map_or(0, |v| be_u64(&v));
+        self.refs().insert(key, &(count + 1).to_be_bytes())?;
         Ok(())
     }
 
-    /// Drops one reference; the last one marks the blob pending, for `BlobStore::settle`.
+    /// Drops one reference; the last one marks the file pending, for the sweeper.
     fn release_ref(&self, blob: &BlobRef) -> TxResult<()> {
-        let count = self.refs().get(&blob.hash)?.map_or(0, |v| be_u64(&v));
+        let key = blob.storage_key();
+        let count = self.refs().get(key)?.map_or(0, |v| be_u64(&v));
         if count <= 1 {
-            self.refs().remove(blob.hash.as_slice())?;
-            self.pending().insert(blob.hash.as_slice(), &[])?;
+            self.refs().remove(key)?;
+            self.pending().insert(key, &[])?;
         } else {
-            self.refs()
-                .insert(blob.hash.as_slice(), &(count - 1).to_be_bytes())?;
+            self.refs().insert(key, &(count - 1).to_be_bytes())?;
         }
         Ok(())
     }
