@@ -120,8 +120,10 @@ impl LocalBlobs {
     /// per blob, and one file's slack instead of one per blob) and pins it until every
     /// returned guard drops. A single blob is stored on its own. Blocking.
     pub fn stage_pack(&self, blobs: &[Bytes]) -> Result<Vec<StagedBlob>> {
-        if let [single] = blobs {
-            return Ok(vec![self.stage(single)?]);
+        match blobs {
+            [] => return Ok(Vec::new()),
+            [single] => return Ok(vec![self.stage(single)?]),
+            _ => {}
         }
         let mut refs: Vec<BlobRef> = blobs.iter().map(|b| BlobRef::of(b)).collect();
         let pack = pack_name(&refs);

@@ -72,8 +72,13 @@ pub struct LocalStore {
 }
 
 /// sled's page cache: metadata only (records are a few hundred bytes), so this holds
-/// hundreds of thousands of users' records.
-const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// the hot records of tens of thousands of users. sled counts a page by its serialized
+/// size; in memory a node takes more, and a store that grows keeps filling the cache
+/// up to the cap with pages it wrote and will not read again. At 128 MiB the soak
+/// bench's RSS still rose at minute 30 (+10.3% over its last 20 minutes); at 32 MiB it
+/// is flat from minute 4 (-1.4%). The sets bench (20,000 users, about 47 MiB of sled
+/// data) ran 3-6% slower at 32 MiB than at 128.
+const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How to open a store.
 #[derive(Debug, Clone, Default)]
@@ -100,8 +105,8 @@ impl LocalStore {
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             // sled's page cache defaults to 1 GiB, which a growing store fills: RSS then
-            // grows with the data (the soak bench saw +15% in 30 min). Metadata records
-            // are small; image bytes have their own bounded cache.
+            // grows with the data. Metadata records are small; image bytes have their
+            // own bounded cache.
             .cache_capacity(SLED_CACHE_BYTES)
             // Only the group-commit flusher flushes: then sled's log is never made
             // durable ahead of the blob files it references.
