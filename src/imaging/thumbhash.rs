@@ -63,7 +63,11 @@ mod tests {
         let (wa, ha, a) = thumbhash::thumb_hash_to_rgba(a).expect("valid hash");
         let (wb, hb, b) = thumbhash::thumb_hash_to_rgba(b).expect("valid hash");
         assert_eq!((wa, ha), (wb, hb));
-        let total: u64 = a.iter().zip(&b).map(|(&x, &y)| u64::from(x.abs_diff(y))).sum();
+        let total: u64 = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+            .sum();
         total as f64 / a.len() as f64
     }
 
@@ -77,7 +81,9 @@ mod tests {
             let image = image::load_from_memory(&corpus(path)).expect("corpus decodes");
             let side = image.width().min(image.height());
             let square = image.crop_imm(0, 0, side, side);
-            let reference = square.resize_exact(100, 100, FilterType::Triangle).into_rgba8();
+            let reference = square
+                .resize_exact(100, 100, FilterType::Triangle)
+                .into_rgba8();
             let reference = thumbhash::rgba_to_thumb_hash(100, 100, reference.as_raw());
             let raster = Raster::from_dynamic_keep_alpha(square).expect("raster");
             let ours = of_raster(&raster, &mut Shrinker::new()).expect("hash");

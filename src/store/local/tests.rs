@@ -60,6 +60,15 @@ fn media_with(store: &LocalStore, original: &BlobRef, rendition: &BlobRef) -> Me
     }
 }
 
+/// Deletes a media record and waits until the sweeper has settled what it released.
+fn remove_and_sweep(store: &LocalStore, record: &MediaRecord) {
+    store
+        .transact_blocking(|tx| tx.remove_media(&user(), record))
+        .unwrap();
+    store.blobs.request_sweep();
+    store.blobs.wait_for_sweeper();
+}
+
 #[test]
 fn blobs_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,11 +138,7 @@ fn committed_blobs_stay_until_their_last_reference_goes() {
         2,
         "the shared blob is still referenced"
     );
-    store
-        .transact_blocking(|tx| tx.remove_media(&user(), &second))
-        .unwrap();
-    store.blobs.request_sweep();
-    store.blobs.wait_for_sweeper();
+    remove_and_sweep(&store, &second);
     assert_eq!(blob_files(dir.path()), 0);
 }
 
@@ -208,11 +213,7 @@ fn a_pack_stays_while_any_of_its_blobs_is_referenced() {
     let original = BlobRef::try_from(&second.original).unwrap();
     assert_eq!(store.blobs.read(&original).unwrap().as_ref(), b"original");
 
-    store
-        .transact_blocking(|tx| tx.remove_media(&user(), &second))
-        .unwrap();
-    store.blobs.request_sweep();
-    store.blobs.wait_for_sweeper();
+    remove_and_sweep(&store, &second);
     assert_eq!(blob_files(dir.path()), 0);
     let reopened = {
         drop(store);
