@@ -5,7 +5,7 @@
 //! The blobs written together for a media item (its original and renditions) share
 //! one file, a pack: its name is a hash of their hashes and lengths, and each blob's
 //! record says where in it its bytes start. One file per set instead of four is fewer
-//! file-system operations and no 4 KiB block per 2 KiB rendition. Reference counts,
+//! file-system operations and no 4 KiB block per 2.5 KB rendition. Reference counts,
 //! pins and clean-up work on files: a pack goes when no blob of it is referenced. A blob
 //! added later (a rendition made on first read) is a file of its own.
 //!
